@@ -1,0 +1,56 @@
+# TranscodeX: one command to set up and test, one to run the demo.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+export AWS_EC2_METADATA_DISABLED := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: help
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: system-deps
+system-deps: ## install ffmpeg, PostgreSQL server binaries and Node.js with apt-get when missing
+	@bash scripts/system-deps.sh
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps -e .
+	@touch $@
+
+.PHONY: setup
+setup: system-deps $(VENV)/.installed ## system packages + .venv with every dependency
+
+.PHONY: lint
+lint: $(VENV)/.installed ## ruff
+	$(VENV)/bin/ruff check .
+
+.PHONY: test
+test: setup lint ## set up, lint and run the whole suite
+	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: setup ## run the local platform demo end to end (outputs in ./demo-output)
+	$(PY) -m runtime.local.demo
+
+.PHONY: up
+up: setup ## start the local platform in the foreground
+	$(VENV)/bin/transcodex local up
+
+.PHONY: bench
+bench: setup ## benchmarks: HLS ladder vs the seed's method, pyvips vs Pillow
+	$(PY) -m bench.run
+
+.PHONY: synth
+synth: setup ## synthesize the CDK app without Docker bundling
+	TRANSCODEX_SKIP_BUNDLING=1 npx --yes aws-cdk@2 synth --quiet
+
+.PHONY: clean
+clean: ## remove build output (keeps .venv)
+	rm -rf cdk.out build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,157 @@
+"""One typed loader for every environment variable the runtime reads.
+
+Each component asks only for the sections it needs (``load_settings(env, "database",
+"storage")``), and everything missing or malformed in those sections is reported at
+once, naming the variable, so a misconfigured deploy fails at cold start rather than
+on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+PREFIX = "TRANSCODEX_"
+
+SECTIONS = ("database", "storage", "queue", "auth", "ecs", "limits")
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a runnable component."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Processing limits; every one is configurable and over a limit is an error."""
+
+    #: Largest accepted input object, in bytes (S3's single PUT limit is 5 GiB).
+    max_input_bytes: int = 2 * 1024**3
+    #: Largest image accepted, in pixels, read from the header before decoding.
+    max_image_pixels: int = 100_000_000
+    #: Longest video accepted, in seconds.
+    max_video_duration_seconds: int = 3 * 3600
+    #: Largest video frame accepted, in pixels (default: 4096x2304 covers 4K DCI).
+    max_video_pixels: int = 4096 * 2304
+    #: Wall time allowed to one worker run, in seconds.
+    worker_timeout_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The runtime's configuration. Sections not asked for keep their defaults."""
+
+    aws_region: str = "us-east-1"
+    #: Endpoint override for every AWS client (moto in tests and locally).
+    aws_endpoint_url: str | None = None
+    database_url: str | None = None
+    database_secret_arn: str | None = None
+    input_bucket: str = ""
+    output_bucket: str = ""
+    queue_url: str = ""
+    #: The dead-letter queue (read by the local platform's DLQ poller; on AWS an event source).
+    dlq_url: str = ""
+    jwt_secret: str | None = None
+    jwt_secret_arn: str | None = None
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    ecs_cluster: str = ""
+    ecs_task_definition: str = ""
+    ecs_container_name: str = "worker"
+    ecs_subnets: tuple[str, ...] = ()
+    ecs_security_groups: tuple[str, ...] = ()
+    #: Optional capacity provider (e.g. FARGATE_SPOT); empty uses the FARGATE launch type.
+    ecs_capacity_provider: str = ""
+    ecs_assign_public_ip: bool = False
+    limits: Limits = field(default_factory=Limits)
+    log_level: str = "INFO"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, problems: list[str], minimum: int = 1) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(f"{PREFIX}{name} must be a whole number, got {raw!r}")
+        return default
+    if value < minimum:
+        problems.append(f"{PREFIX}{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _list(raw: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (raw or "").split(",") if p.strip())
+
+
+def load_settings(env: Mapping[str, str] | None = None, sections: Iterable[str] = ()) -> Settings:
+    """Read settings from ``env`` (default ``os.environ``), validating ``sections``.
+
+    Raises ConfigError listing every problem in the requested sections.
+    """
+    env = os.environ if env is None else env
+    wanted = set(sections)
+    unknown = wanted - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown settings sections {sorted(unknown)}; allowed: {list(SECTIONS)}")
+    problems: list[str] = []
+
+    def get(name: str, default: str = "") -> str:
+        return env.get(PREFIX + name, default).strip()
+
+    def need(section: str, name: str) -> str:
+        value = get(name)
+        if section in wanted and not value:
+            problems.append(f"{PREFIX}{name} is required")
+        return value
+
+    limits = Limits(
+        max_input_bytes=_int(env, "MAX_INPUT_BYTES", Limits.max_input_bytes, problems),
+        max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", Limits.max_image_pixels, problems),
+        max_video_duration_seconds=_int(env, "MAX_VIDEO_DURATION_SECONDS", Limits.max_video_duration_seconds, problems),
+        max_video_pixels=_int(env, "MAX_VIDEO_PIXELS", Limits.max_video_pixels, problems),
+        worker_timeout_seconds=_int(env, "WORKER_TIMEOUT_SECONDS", Limits.worker_timeout_seconds, problems),
+    )
+    database_url = get("DATABASE_URL") or None
+    database_secret_arn = get("DATABASE_SECRET_ARN") or None
+    if "database" in wanted and not (database_url or database_secret_arn):
+        problems.append(f"one of {PREFIX}DATABASE_URL or {PREFIX}DATABASE_SECRET_ARN is required")
+    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+        problems.append(f"{PREFIX}DATABASE_URL must start with postgresql://, got {database_url[:16]!r}...")
+    jwt_secret = get("JWT_SECRET") or None
+    jwt_secret_arn = get("JWT_SECRET_ARN") or None
+    if "auth" in wanted and not (jwt_secret or jwt_secret_arn):
+        problems.append(f"one of {PREFIX}JWT_SECRET or {PREFIX}JWT_SECRET_ARN is required")
+    if jwt_secret is not None and len(jwt_secret) < 32:
+        problems.append(f"{PREFIX}JWT_SECRET must be at least 32 characters, got {len(jwt_secret)}")
+    settings = Settings(
+        aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        aws_endpoint_url=get("AWS_ENDPOINT_URL") or None,
+        database_url=database_url,
+        database_secret_arn=database_secret_arn,
+        input_bucket=need("storage", "INPUT_BUCKET"),
+        output_bucket=need("storage", "OUTPUT_BUCKET"),
+        queue_url=need("queue", "QUEUE_URL"),
+        dlq_url=get("DLQ_URL"),
+        jwt_secret=jwt_secret,
+        jwt_secret_arn=jwt_secret_arn,
+        access_token_ttl_seconds=_int(env, "ACCESS_TOKEN_TTL_SECONDS", 900, problems),
+        refresh_token_ttl_seconds=_int(env, "REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, problems),
+        ecs_cluster=need("ecs", "ECS_CLUSTER"),
+        ecs_task_definition=need("ecs", "ECS_TASK_DEFINITION"),
+        ecs_container_name=get("ECS_CONTAINER_NAME", "worker") or "worker",
+        ecs_subnets=_list(need("ecs", "ECS_SUBNETS")),
+        ecs_security_groups=_list(need("ecs", "ECS_SECURITY_GROUPS")),
+        ecs_capacity_provider=get("ECS_CAPACITY_PROVIDER"),
+        ecs_assign_public_ip=get("ECS_ASSIGN_PUBLIC_IP").lower() in ("1", "true", "yes"),
+        limits=limits,
+        log_level=get("LOG_LEVEL", "INFO").upper() or "INFO",
+    )
+    if problems:
+        raise ConfigError(problems)
+    return settings

@@ -1,0 +1,125 @@
+"""Shared fixtures: a throwaway PostgreSQL, a moto server, and an environment that can
+never reach AWS (dummy credentials, a region, no instance-metadata probing)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before anything imports boto3: no real credentials, no metadata probes, one region.
+for _key, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+}.items():
+    os.environ[_key] = _value
+for _key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+    os.environ.pop(_key, None)
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+TABLES = ("job_outputs", "jobs", "uploads", "api_keys", "sessions", "users")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """One PostgreSQL server per test process (per xdist worker)."""
+    from runtime.local.postgres import PostgresServer
+
+    root = Path(tempfile.mkdtemp(prefix="transcodex-pg-"))
+    server = PostgresServer(data_dir=root / "data")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: object) -> str:
+    """A migrated database shared by the session; tables are emptied per test by ``db``."""
+    from runtime.shared.migrate import apply_migrations
+
+    url = postgres_server.create_database("transcodex_test")  # type: ignore[attr-defined]
+    apply_migrations(url)
+    return url
+
+
+@pytest.fixture()
+def db(database_url: str) -> Iterator[object]:
+    """A Database on the migrated schema, emptied after the test."""
+    import psycopg
+
+    from runtime.shared.db import Database
+
+    database = Database(database_url)
+    try:
+        yield database
+    finally:
+        database.close()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server on a free loopback port: S3, SQS, ECS, Secrets Manager…"""
+    from moto.server import ThreadedMotoServer
+
+    from runtime.local.postgres import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def settings(database_url: str, moto_endpoint: str, db: object) -> object:
+    """Settings for one test: fresh buckets and queues (DLQ wired) on moto, the migrated DB."""
+    import json
+    import uuid
+
+    from runtime.shared.aws import client
+    from runtime.shared.settings import load_settings
+
+    suffix = uuid.uuid4().hex[:10]
+    env = {
+        "AWS_REGION": "us-east-1",
+        "TRANSCODEX_AWS_ENDPOINT_URL": moto_endpoint,
+        "TRANSCODEX_DATABASE_URL": database_url,
+        "TRANSCODEX_INPUT_BUCKET": f"input-{suffix}",
+        "TRANSCODEX_OUTPUT_BUCKET": f"output-{suffix}",
+        "TRANSCODEX_JWT_SECRET": "test-secret-" + "x" * 40,
+        "TRANSCODEX_ECS_CLUSTER": f"cluster-{suffix}",
+        "TRANSCODEX_ECS_TASK_DEFINITION": f"worker-{suffix}",
+        "TRANSCODEX_ECS_SUBNETS": "subnet-12345678",
+        "TRANSCODEX_ECS_SECURITY_GROUPS": "sg-12345678",
+    }
+    base = load_settings(env)
+    s3 = client("s3", base)
+    s3.create_bucket(Bucket=env["TRANSCODEX_INPUT_BUCKET"])
+    s3.create_bucket(Bucket=env["TRANSCODEX_OUTPUT_BUCKET"])
+    sqs = client("sqs", base)
+    dlq_url = sqs.create_queue(QueueName=f"dlq-{suffix}")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    env["TRANSCODEX_QUEUE_URL"] = sqs.create_queue(
+        QueueName=f"jobs-{suffix}",
+        Attributes={
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
+        },
+    )["QueueUrl"]
+    env["TRANSCODEX_DLQ_URL"] = dlq_url
+    return load_settings(env, ["database", "storage", "queue", "auth", "ecs"])
