@@ -18,8 +18,8 @@ from runtime.shared.status import JobStatus
 def make_job(database: dbm.Database, **kw: object) -> dict:
     with database.connection() as conn:
         user = conn.execute(
-            "INSERT INTO users (name, email, password_hash) VALUES ('a', %s, 'x') RETURNING id",
-            (f"{uuid.uuid4()}@example.com",),
+            "INSERT INTO users (name, username, email, password_hash) VALUES ('a', %s, %s, 'x') RETURNING id",
+            (uuid.uuid4().hex, f"{uuid.uuid4()}@example.com"),
         ).fetchone()
         upload = conn.execute(
             """INSERT INTO uploads (user_id, object_key, filename, content_type, media_type, declared_bytes)
