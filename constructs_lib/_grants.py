@@ -1,0 +1,62 @@
+"""Object-level S3 grants scoped to one key prefix.
+
+``Bucket.grant_read``/``grant_put`` add wildcard actions (``s3:GetObject*``,
+``s3:List*``, ``s3:Abort*``, ``kms:ReEncrypt*``) and bucket-level listing; the
+platform needs exactly GetObject or PutObject on one prefix and the matching KMS
+operations, so these grants name them.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import IConstruct
+
+from constructs_lib._nag import acknowledge
+
+#: Key prefix of uploaded media (``input/{user_id}/{upload_id}/{name}``).
+INPUT_PREFIX = "input/"
+#: Key prefix of produced media (``output/{user_id}/{job_id}/...``).
+OUTPUT_PREFIX = "output/"
+
+
+def grant_object_read(bucket: s3.IBucket, grantee: iam.IGrantable, prefix: str) -> iam.Grant:
+    """GetObject (and HeadObject, which it covers) under ``prefix``; Decrypt with the bucket key."""
+    grant = iam.Grant.add_to_principal(
+        grantee=grantee, actions=["s3:GetObject"], resource_arns=[bucket.arn_for_objects(f"{prefix}*")]
+    )
+    if bucket.encryption_key is not None:
+        bucket.encryption_key.grant(grantee, "kms:Decrypt")
+    return grant
+
+
+def grant_object_write(bucket: s3.IBucket, grantee: iam.IGrantable, prefix: str) -> iam.Grant:
+    """PutObject and AbortMultipartUpload under ``prefix``; the KMS operations SSE-KMS uploads need."""
+    grant = iam.Grant.add_to_principal(
+        grantee=grantee,
+        actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+        resource_arns=[bucket.arn_for_objects(f"{prefix}*")],
+    )
+    if bucket.encryption_key is not None:
+        # Multipart uploads under SSE-KMS decrypt the data key for every part.
+        bucket.encryption_key.grant(grantee, "kms:GenerateDataKey", "kms:Decrypt")
+    return grant
+
+
+def acknowledge_prefix_grants(role: IConstruct, input_bucket: s3.IBucket, output_bucket: s3.IBucket) -> None:
+    """Acknowledge the one wildcard these grants keep: the object keys under a prefix."""
+    findings = []
+    for bucket, prefix in ((input_bucket, INPUT_PREFIX), (output_bucket, OUTPUT_PREFIX)):
+        arn = Stack.of(role).resolve(bucket.bucket_arn)
+        if isinstance(arn, dict) and "Fn::GetAtt" in arn:
+            findings.append(f"Resource::<{arn['Fn::GetAtt'][0]}.Arn>/{prefix}*")
+        elif isinstance(arn, str):
+            findings.append(f"Resource::{arn}/{prefix}*")
+    acknowledge(
+        role,
+        "IAM5",
+        "Object keys are created per user, upload and job at run time; the grant is limited to one key "
+        "prefix of one bucket and to GetObject/PutObject.",
+        *findings,
+    )

@@ -1,0 +1,301 @@
+"""The HTTP API: the Chalice app on a Lambda behind a native API Gateway REST API.
+
+Chalice's own CDK construct packages at synth with ``pip download`` and emits SAM
+resources; instead the app object is deployed as an ordinary PythonFunction and
+the REST API is generated from the app's route table, one resource and method per
+route with Lambda proxy integration. Chalice dispatches on
+``requestContext.resourcePath``, which a native resource per route provides
+(a ``{proxy+}`` catch-all would not).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from constructs_lib._grants import (
+    INPUT_PREFIX,
+    OUTPUT_PREFIX,
+    acknowledge_prefix_grants,
+    grant_object_read,
+    grant_object_write,
+)
+from constructs_lib._lambda import runtime_function
+from constructs_lib._nag import acknowledge
+
+#: Module and attribute of the Chalice application object.
+APP_MODULE = "runtime.api.app"
+APP_ATTRIBUTE = "app"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route of the Chalice app: a path pattern, its methods and its CORS preflight headers."""
+
+    path: str
+    methods: tuple[str, ...]
+    cors: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """What the REST API needs to know of the Chalice app."""
+
+    routes: tuple[Route, ...]
+    binary_media_types: tuple[str, ...]
+
+
+def _chalice_app(module: str, attribute: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except ImportError as error:
+        raise RuntimeError(
+            f"cannot import the Chalice app {module}.{attribute} to read its routes ({error}); "
+            "install runtime/api/requirements.txt into the environment that synthesizes"
+        ) from error
+
+
+def load_app_spec(module: str = APP_MODULE, attribute: str = APP_ATTRIBUTE) -> AppSpec:
+    """Read the route table (``app.routes``: path -> {method: RouteEntry}) and binary types of the Chalice app."""
+    app = _chalice_app(module, attribute)
+    routes: list[Route] = []
+    for path, entries in sorted(app.routes.items()):
+        cors: dict[str, str] | None = None
+        for entry in entries.values():
+            if entry.cors:
+                cors = dict(entry.cors.get_access_control_headers())
+        routes.append(Route(path=path, methods=tuple(sorted(entries)), cors=cors))
+    return AppSpec(routes=tuple(routes), binary_media_types=tuple(str(t) for t in app.api.binary_types))
+
+
+@dataclass(frozen=True)
+class ApiProps:
+    """Properties of :class:`Api`."""
+
+    #: The VPC of the function (it reaches the database).
+    vpc: ec2.IVpc
+    #: Bucket of uploads; the API signs uploads to ``input/`` and HEADs them.
+    input_bucket: s3.IBucket
+    #: Bucket of outputs; the API signs downloads from ``output/``.
+    output_bucket: s3.IBucket
+    #: The job queue the API sends job ids to.
+    queue: sqs.IQueue
+    #: Database credentials.
+    database_secret: secretsmanager.ISecret
+    #: Subnets of the function.
+    #: Default: - the VPC's private subnets with egress.
+    vpc_subnets: ec2.SubnetSelection | None = None
+    #: The routes and binary media types to expose.
+    #: Default: - read from the Chalice app in runtime/api/app.py.
+    app_spec: AppSpec | None = None
+    #: Stage name, the first path segment of the URL.
+    #: Default: - "v1".
+    stage_name: str = "v1"
+    #: Steady-state request rate limit of the stage, requests per second.
+    #: Default: - 100.
+    throttling_rate_limit: int = 100
+    #: Burst limit of the stage, requests.
+    #: Default: - 200.
+    throttling_burst_limit: int = 200
+    #: Memory of the function, in MiB (argon2id hashing is memory-hard).
+    #: Default: - 1024.
+    memory_size_mib: int = 1024
+    #: Timeout of the function, in seconds (API Gateway stops waiting at 29).
+    #: Default: - 29.
+    timeout_seconds: int = 29
+    #: Extra environment of the function (limits, log level).
+    #: Default: - none.
+    environment: Mapping[str, str] = field(default_factory=dict)
+    #: Retention of the function and access log groups.
+    #: Default: - one month.
+    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+    #: Removal policy of the log groups.
+    #: Default: - RETAIN.
+    log_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
+
+    def validate(self) -> None:
+        if not self.stage_name or not self.stage_name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"stage_name must be letters, digits, '-' or '_', got {self.stage_name!r}")
+        if self.throttling_rate_limit < 1 or self.throttling_burst_limit < 1:
+            raise ValueError(
+                "throttling limits must be >= 1, got "
+                f"rate={self.throttling_rate_limit} burst={self.throttling_burst_limit}"
+            )
+        if not 128 <= self.memory_size_mib <= 10240:
+            raise ValueError(f"memory_size_mib must be between 128 and 10240, got {self.memory_size_mib}")
+        if not 1 <= self.timeout_seconds <= 29:
+            raise ValueError(
+                f"timeout_seconds must be between 1 and 29 (API Gateway's limit), got {self.timeout_seconds}"
+            )
+        if self.app_spec is not None and not self.app_spec.routes:
+            raise ValueError("app_spec.routes must not be empty")
+
+
+class Api(Construct):
+    """The Chalice app as a Lambda function behind a REST API generated from its routes.
+
+    Attributes: ``function``, ``rest_api``, ``jwt_secret`` (the generated signing
+    key), ``access_log_group``, ``security_group`` and ``url``.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, props: ApiProps) -> None:
+        super().__init__(scope, construct_id)
+        props.validate()
+        spec = props.app_spec or load_app_spec()
+        self.jwt_secret = secretsmanager.Secret(
+            self,
+            "JwtSecret",
+            description="TranscodeX JWT signing key",
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
+        )
+        acknowledge(
+            self.jwt_secret,
+            "SMG4",
+            "The JWT signing key is not rotated on a schedule: rotation would sign out every user at once; "
+            "refresh tokens are bound to revocable session rows instead.",
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=props.vpc,
+            description="TranscodeX API function (no inbound)",
+            allow_all_outbound=True,
+        )
+        self.function = runtime_function(
+            self,
+            "Function",
+            component="api",
+            index="runtime/api/app.py",
+            handler=APP_ATTRIBUTE,
+            description="TranscodeX API (Chalice app)",
+            vpc=props.vpc,
+            vpc_subnets=props.vpc_subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_groups=[self.security_group],
+            environment={
+                "TRANSCODEX_DATABASE_SECRET_ARN": props.database_secret.secret_arn,
+                "TRANSCODEX_INPUT_BUCKET": props.input_bucket.bucket_name,
+                "TRANSCODEX_OUTPUT_BUCKET": props.output_bucket.bucket_name,
+                "TRANSCODEX_QUEUE_URL": props.queue.queue_url,
+                "TRANSCODEX_JWT_SECRET_ARN": self.jwt_secret.secret_arn,
+                **props.environment,
+            },
+            timeout=Duration.seconds(props.timeout_seconds),
+            memory_size_mib=props.memory_size_mib,
+            log_retention=props.log_retention,
+            log_removal_policy=props.log_removal_policy,
+        )
+        grant_object_write(props.input_bucket, self.function, INPUT_PREFIX)
+        grant_object_read(props.input_bucket, self.function, INPUT_PREFIX)
+        grant_object_read(props.output_bucket, self.function, OUTPUT_PREFIX)
+        assert self.function.role is not None
+        acknowledge_prefix_grants(self.function.role, props.input_bucket, props.output_bucket)
+        props.queue.grant_send_messages(self.function)
+        props.database_secret.grant_read(self.function)
+        self.jwt_secret.grant_read(self.function)
+
+        self.access_log_group = logs.LogGroup(
+            self, "AccessLogs", retention=props.log_retention, removal_policy=props.log_removal_policy
+        )
+        self.rest_api = apigateway.RestApi(
+            self,
+            "RestApi",
+            description="TranscodeX API",
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            cloud_watch_role=True,
+            deploy_options=apigateway.StageOptions(
+                stage_name=props.stage_name,
+                throttling_rate_limit=props.throttling_rate_limit,
+                throttling_burst_limit=props.throttling_burst_limit,
+                tracing_enabled=True,
+                logging_level=apigateway.MethodLoggingLevel.ERROR,
+                metrics_enabled=True,
+                access_log_destination=apigateway.LogGroupLogDestination(self.access_log_group),
+                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+            ),
+            binary_media_types=list(spec.binary_media_types) or None,
+        )
+        self.url = self.rest_api.url
+        self.request_validator = self.rest_api.add_request_validator(
+            "RequestValidator", validate_request_body=True, validate_request_parameters=True
+        )
+        integration = apigateway.LambdaIntegration(self.function, proxy=True)
+        for route in spec.routes:
+            resource = self._resource(route.path)
+            params = {
+                f"method.request.path.{name}": True
+                for name in (part[1:-1] for part in route.path.split("/") if part.startswith("{"))
+            }
+            for method in route.methods:
+                resource.add_method(
+                    method,
+                    integration,
+                    request_parameters=params or None,
+                    request_validator=self.request_validator,
+                )
+            if route.cors is not None and "OPTIONS" not in route.methods:
+                self._add_preflight(resource, route.cors, route.methods)
+        self._acknowledge_auth()
+
+    def _resource(self, path: str) -> apigateway.IResource:
+        resource: apigateway.IResource = self.rest_api.root
+        for part in (p for p in path.split("/") if p):
+            resource = resource.get_resource(part) or resource.add_resource(part)
+        return resource
+
+    @staticmethod
+    def _add_preflight(resource: apigateway.IResource, headers: Mapping[str, str], methods: Sequence[str]) -> None:
+        origin = headers.get("Access-Control-Allow-Origin", "*")
+        resource.add_cors_preflight(
+            allow_origins=[origin],
+            allow_headers=[h for h in headers.get("Access-Control-Allow-Headers", "").split(",") if h],
+            allow_methods=[*methods, "OPTIONS"],
+            allow_credentials=headers.get("Access-Control-Allow-Credentials") == "true",
+            max_age=Duration.seconds(int(headers["Access-Control-Max-Age"]))
+            if "Access-Control-Max-Age" in headers
+            else None,
+            expose_headers=[h for h in headers.get("Access-Control-Expose-Headers", "").split(",") if h] or None,
+        )
+
+    def _acknowledge_auth(self) -> None:
+        reason = (
+            "Authentication is the application's: JWT bearer tokens bound to revocable sessions and hashed "
+            "API keys, checked by the Chalice app on every protected route; sign-up, login and CORS "
+            "preflights must be reachable without credentials."
+        )
+        acknowledge(self.rest_api, "APIG4", reason)
+        acknowledge(self.rest_api, "COG4", reason)
+        acknowledge(
+            self.rest_api,
+            "APIG3",
+            "No WAF web ACL by default: stage throttling bounds abuse and WAF is an account-level, priced "
+            "choice; attach one to the stage ARN if required.",
+        )
+        role = self.rest_api.node.try_find_child("CloudWatchRole")
+        if role is not None:
+            acknowledge(
+                role,
+                "IAM4",
+                "API Gateway's account-level logging role must use the AWS managed push-to-CloudWatch policy.",
+                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+            )

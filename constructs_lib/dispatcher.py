@@ -1,0 +1,185 @@
+"""The dispatcher: SQS-triggered Lambdas that start one Fargate task per job and settle failures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_lambda_python_alpha as python
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from constructs_lib._lambda import runtime_function
+from constructs_lib.worker import Worker
+
+_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+
+
+@dataclass(frozen=True)
+class DispatcherProps:
+    """Properties of :class:`Dispatcher`."""
+
+    #: The VPC of the functions (they reach the database and the ECS API).
+    vpc: ec2.IVpc
+    #: The job queue (needs a visibility timeout of at least 6x ``timeout_seconds``).
+    queue: sqs.IQueue
+    #: The job queue's dead-letter queue; its messages mark their jobs FAILED.
+    dead_letter_queue: sqs.IQueue
+    #: The worker whose task definition the dispatcher runs.
+    worker: Worker
+    #: Database credentials.
+    database_secret: secretsmanager.ISecret
+    #: Subnets of the functions and of the worker tasks they start.
+    #: Default: - the VPC's private subnets with egress.
+    vpc_subnets: ec2.SubnetSelection | None = None
+    #: Timeout of each function, in seconds.
+    #: Default: - 60.
+    timeout_seconds: int = 60
+    #: Memory of each function, in MiB.
+    #: Default: - 512.
+    memory_size_mib: int = 512
+    #: Messages per invocation of the queue consumer.
+    #: Default: - 10.
+    batch_size: int = 10
+    #: Upper bound of concurrent queue consumers (limits RunTask bursts); 2-1000.
+    #: Default: - 10.
+    max_concurrency: int = 10
+    #: Capacity provider of worker tasks: "FARGATE" or "FARGATE_SPOT".
+    #: Default: - the FARGATE launch type.
+    capacity_provider: str | None = None
+    #: Extra environment of the functions (limits, log level).
+    #: Default: - none.
+    environment: Mapping[str, str] = field(default_factory=dict)
+    #: Retention of the function log groups.
+    #: Default: - one month.
+    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+    #: Removal policy of the function log groups.
+    #: Default: - RETAIN.
+    log_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
+
+    def validate(self) -> None:
+        if not 1 <= self.timeout_seconds <= 900:
+            raise ValueError(f"timeout_seconds must be between 1 and 900, got {self.timeout_seconds}")
+        if not 128 <= self.memory_size_mib <= 10240:
+            raise ValueError(f"memory_size_mib must be between 128 and 10240, got {self.memory_size_mib}")
+        if not 1 <= self.batch_size <= 10:
+            raise ValueError(f"batch_size must be between 1 and 10 (no batching window), got {self.batch_size}")
+        if not 2 <= self.max_concurrency <= 1000:
+            raise ValueError(f"max_concurrency must be between 2 and 1000, got {self.max_concurrency}")
+        if self.capacity_provider is not None and self.capacity_provider not in _CAPACITY_PROVIDERS:
+            raise ValueError(
+                f"capacity_provider must be one of {_CAPACITY_PROVIDERS} or None, got {self.capacity_provider!r}"
+            )
+
+
+class Dispatcher(Construct):
+    """Three functions over one bundle of runtime/dispatcher:
+
+    ``queue_function`` consumes the job queue (partial batch failures) and runs the
+    worker task; ``dead_letter_function`` marks dead-lettered jobs FAILED;
+    ``task_state_function`` marks a job FAILED when its task stops early (the
+    ``task_stopped_rule`` matches STOPPED tasks of the worker cluster).
+    ``security_group`` is shared by the three functions.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, props: DispatcherProps) -> None:
+        super().__init__(scope, construct_id)
+        props.validate()
+        worker = props.worker
+        subnets = props.vpc_subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        task_subnet_ids = props.vpc.select_subnets(
+            subnet_type=subnets.subnet_type,
+            subnet_group_name=subnets.subnet_group_name,
+            subnets=subnets.subnets,
+            availability_zones=subnets.availability_zones,
+            one_per_az=subnets.one_per_az,
+        ).subnet_ids
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=props.vpc,
+            description="TranscodeX dispatcher functions (no inbound)",
+            allow_all_outbound=True,
+        )
+        environment = {
+            "TRANSCODEX_DATABASE_SECRET_ARN": props.database_secret.secret_arn,
+            "TRANSCODEX_QUEUE_URL": props.queue.queue_url,
+            "TRANSCODEX_ECS_CLUSTER": worker.cluster.cluster_arn,
+            "TRANSCODEX_ECS_TASK_DEFINITION": worker.task_definition.task_definition_arn,
+            "TRANSCODEX_ECS_CONTAINER_NAME": worker.container.container_name,
+            "TRANSCODEX_ECS_SUBNETS": ",".join(task_subnet_ids),
+            "TRANSCODEX_ECS_SECURITY_GROUPS": worker.security_group.security_group_id,
+            **({"TRANSCODEX_ECS_CAPACITY_PROVIDER": props.capacity_provider} if props.capacity_provider else {}),
+            **props.environment,
+        }
+        common = {
+            "component": "dispatcher",
+            "index": "runtime/dispatcher/handler.py",
+            "vpc": props.vpc,
+            "vpc_subnets": subnets,
+            "security_groups": [self.security_group],
+            "environment": environment,
+            "timeout": Duration.seconds(props.timeout_seconds),
+            "memory_size_mib": props.memory_size_mib,
+            "log_retention": props.log_retention,
+            "log_removal_policy": props.log_removal_policy,
+        }
+        self.queue_function: python.PythonFunction = runtime_function(
+            self,
+            "QueueFunction",
+            handler="handle_sqs",
+            description="TranscodeX: claims queued jobs and starts their worker tasks",
+            **common,
+        )
+        self.dead_letter_function: python.PythonFunction = runtime_function(
+            self,
+            "DeadLetterFunction",
+            handler="handle_dlq",
+            description="TranscodeX: marks jobs whose messages were dead-lettered as FAILED",
+            **common,
+        )
+        self.task_state_function: python.PythonFunction = runtime_function(
+            self,
+            "TaskStateFunction",
+            handler="handle_task_state_change",
+            description="TranscodeX: marks jobs FAILED when their worker task stopped early",
+            **common,
+        )
+        self.queue_function.add_event_source(
+            sources.SqsEventSource(
+                props.queue,
+                batch_size=props.batch_size,
+                report_batch_item_failures=True,
+                max_concurrency=props.max_concurrency,
+            )
+        )
+        self.dead_letter_function.add_event_source(
+            sources.SqsEventSource(
+                props.dead_letter_queue, batch_size=props.batch_size, report_batch_item_failures=True
+            )
+        )
+        self.task_stopped_rule = events.Rule(
+            self,
+            "TaskStoppedRule",
+            description="TranscodeX worker tasks that stopped",
+            event_pattern=events.EventPattern(
+                source=["aws.ecs"],
+                detail_type=["ECS Task State Change"],
+                detail={"clusterArn": [worker.cluster.cluster_arn], "lastStatus": ["STOPPED"]},
+            ),
+            targets=[targets.LambdaFunction(self.task_state_function, retry_attempts=4)],
+        )
+        worker.grant_run(self.queue_function)
+        for function in (self.queue_function, self.dead_letter_function, self.task_state_function):
+            props.database_secret.grant_read(function)
+
+    @property
+    def connections(self) -> ec2.Connections:
+        return self.security_group.connections

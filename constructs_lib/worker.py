@@ -1,0 +1,198 @@
+"""The worker: a Fargate task definition that runs one job per task."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from constructs_lib._assets import runtime_path, stage_runtime
+from constructs_lib._grants import (
+    INPUT_PREFIX,
+    OUTPUT_PREFIX,
+    acknowledge_prefix_grants,
+    grant_object_read,
+    grant_object_write,
+)
+from constructs_lib._nag import acknowledge
+
+#: Name of the worker container; the dispatcher overrides its environment with JOB_ID.
+CONTAINER_NAME = "worker"
+
+# Fargate's valid CPU units and the memory (MiB) each allows.
+_FARGATE_MEMORY: dict[int, tuple[int, int, int]] = {
+    256: (512, 2048, 512),
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+    8192: (16384, 61440, 4096),
+    16384: (32768, 122880, 8192),
+}
+_ARCHITECTURES = {
+    "X86_64": (ecs.CpuArchitecture.X86_64, ecr_assets.Platform.LINUX_AMD64),
+    "ARM64": (ecs.CpuArchitecture.ARM64, ecr_assets.Platform.LINUX_ARM64),
+}
+
+
+@dataclass(frozen=True)
+class WorkerProps:
+    """Properties of :class:`Worker`."""
+
+    #: The VPC the tasks run in.
+    vpc: ec2.IVpc
+    #: Bucket the worker reads inputs from (``input/`` prefix only).
+    input_bucket: s3.IBucket
+    #: Bucket the worker writes outputs to (``output/`` prefix only).
+    output_bucket: s3.IBucket
+    #: Database credentials the worker reads.
+    database_secret: secretsmanager.ISecret
+    #: Task CPU units (256, 512, 1024, 2048, 4096, 8192 or 16384).
+    #: Default: - 2048 (2 vCPU: ffmpeg's ladder encode is CPU bound).
+    cpu: int = 2048
+    #: Task memory, in MiB, within what Fargate allows for ``cpu``.
+    #: Default: - 4096.
+    memory_limit_mib: int = 4096
+    #: Task ephemeral storage (scratch for input and outputs), in GiB, 21-200.
+    #: Default: - 50.
+    ephemeral_storage_gib: int = 50
+    #: CPU architecture of the task and of the image built for it: "X86_64" or "ARM64".
+    #: Default: - "X86_64".
+    cpu_architecture: str = "X86_64"
+    #: Container image.
+    #: Default: - built from runtime/worker/Dockerfile (context: the runtime package's parent).
+    image: ecs.ContainerImage | None = None
+    #: Extra environment of the container (limits, log level).
+    #: Default: - none.
+    environment: Mapping[str, str] = field(default_factory=dict)
+    #: Retention of the worker log group.
+    #: Default: - one month.
+    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+    #: Removal policy of the log group.
+    #: Default: - RETAIN.
+    log_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
+    #: CloudWatch Container Insights on the cluster (the dashboard's CPU/memory widgets use it).
+    #: Default: - true.
+    container_insights: bool = True
+
+    def validate(self) -> None:
+        if self.cpu not in _FARGATE_MEMORY:
+            raise ValueError(f"cpu must be one of {sorted(_FARGATE_MEMORY)}, got {self.cpu}")
+        low, high, step = _FARGATE_MEMORY[self.cpu]
+        if not (low <= self.memory_limit_mib <= high and self.memory_limit_mib % step == 0):
+            raise ValueError(
+                f"memory_limit_mib for cpu={self.cpu} must be {low}-{high} in steps of {step}, "
+                f"got {self.memory_limit_mib}"
+            )
+        if not 21 <= self.ephemeral_storage_gib <= 200:
+            raise ValueError(f"ephemeral_storage_gib must be between 21 and 200, got {self.ephemeral_storage_gib}")
+        if self.cpu_architecture not in _ARCHITECTURES:
+            raise ValueError(f"cpu_architecture must be one of {sorted(_ARCHITECTURES)}, got {self.cpu_architecture!r}")
+
+
+def worker_image(cpu_architecture: str = "X86_64") -> ecs.ContainerImage:
+    """The worker image built from runtime/worker/Dockerfile, from a context of only
+    ``runtime/__init__.py``, ``runtime/shared`` and ``runtime/worker``."""
+    runtime_path("worker", "Dockerfile")
+    context = stage_runtime("worker", ["worker"])
+    return ecs.ContainerImage.from_asset(
+        str(context), file="runtime/worker/Dockerfile", platform=_ARCHITECTURES[cpu_architecture][1]
+    )
+
+
+class Worker(Construct):
+    """ECS cluster and Fargate task definition for the worker.
+
+    Attributes: ``cluster``, ``task_definition``, ``container``, ``log_group``,
+    ``task_role`` and ``security_group`` (give it to RunTask). The task role may
+    read ``input/*``, write ``output/*`` and read the database secret, nothing else.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, props: WorkerProps) -> None:
+        super().__init__(scope, construct_id)
+        props.validate()
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=props.vpc,
+            container_insights_v2=(
+                ecs.ContainerInsights.ENABLED if props.container_insights else ecs.ContainerInsights.DISABLED
+            ),
+            enable_fargate_capacity_providers=True,
+        )
+        self.log_group = logs.LogGroup(
+            self, "LogGroup", retention=props.log_retention, removal_policy=props.log_removal_policy
+        )
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "TaskDefinition",
+            cpu=props.cpu,
+            memory_limit_mib=props.memory_limit_mib,
+            ephemeral_storage_gib=props.ephemeral_storage_gib,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=_ARCHITECTURES[props.cpu_architecture][0],
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        self.task_role: iam.IRole = self.task_definition.task_role
+        self.container = self.task_definition.add_container(
+            CONTAINER_NAME,
+            container_name=CONTAINER_NAME,
+            image=props.image or worker_image(props.cpu_architecture),
+            essential=True,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=self.log_group),
+            environment={
+                "TRANSCODEX_DATABASE_SECRET_ARN": props.database_secret.secret_arn,
+                "TRANSCODEX_INPUT_BUCKET": props.input_bucket.bucket_name,
+                "TRANSCODEX_OUTPUT_BUCKET": props.output_bucket.bucket_name,
+                **props.environment,
+            },
+        )
+        acknowledge(
+            self.task_definition,
+            "ECS2",
+            "The environment holds only names, ARNs and limits; the worker fetches the database "
+            "credentials from Secrets Manager at start with its task role.",
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=props.vpc,
+            description="TranscodeX worker tasks (no inbound; outbound to S3, ECR, the database)",
+            allow_all_outbound=True,
+        )
+        grant_object_read(props.input_bucket, self.task_role, INPUT_PREFIX)
+        grant_object_write(props.output_bucket, self.task_role, OUTPUT_PREFIX)
+        props.database_secret.grant_read(self.task_role)
+        acknowledge_prefix_grants(self.task_role, props.input_bucket, props.output_bucket)
+        acknowledge(
+            self.task_definition.obtain_execution_role(),
+            "IAM5",
+            "ecr:GetAuthorizationToken has no resource-level permissions; ECS calls it to pull the image.",
+            "Resource::*",
+        )
+
+    def grant_run(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Allow RunTask of exactly this task definition in this cluster, and PassRole of exactly its roles."""
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["ecs:RunTask"],
+            resource_arns=[self.task_definition.task_definition_arn],
+            conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
+        )
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["iam:PassRole"],
+            resource_arns=[self.task_role.role_arn, self.task_definition.obtain_execution_role().role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+        )
+        return grant
