@@ -1,0 +1,173 @@
+"""The local dispatcher: the SQS event source and ECS, replaced by a loop and subprocesses.
+
+It long-polls the job queue and hands each message to the same core the Lambda uses
+(:func:`runtime.dispatcher.core.dispatch`) with a :class:`LocalProcessLauncher`, taking only
+as many messages as there are free worker slots. Handled messages are deleted; messages to
+retry are left to become visible again (and reach the DLQ after ``maxReceiveCount``). The
+DLQ is drained through :func:`core.fail_dead_letter`, and every worker that exits is passed
+to :func:`core.task_stopped`, so a crashed or killed worker leaves its job FAILED, not stuck.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from runtime.dispatcher import core
+from runtime.dispatcher.launchers import LOCAL_PREFIX, LocalProcessLauncher
+from runtime.shared import db as dbm
+from runtime.shared.aws import client
+from runtime.shared.messages import JobMessage
+from runtime.shared.settings import Settings
+from runtime.shared.status import JobStatus
+
+log = logging.getLogger("transcodex.local.dispatcher")
+
+
+def worker_command(log_path: Path) -> tuple[str, ...]:
+    """The worker's argv, its output appended to the platform log (see runtime.local.worker_exec)."""
+    return (
+        sys.executable,
+        "-m",
+        "runtime.local.worker_exec",
+        str(log_path),
+        sys.executable,
+        "-m",
+        "runtime.worker",
+        "--job-id",
+        "{job_id}",
+    )
+
+
+class LocalDispatcher:
+    def __init__(self, settings: Settings, concurrency: int, log_path: Path) -> None:
+        self.settings = settings
+        self.db = dbm.Database(dbm.database_url(settings), max_size=4)
+        self.launcher = LocalProcessLauncher(max_workers=concurrency, command=worker_command(log_path))
+        self.sqs = client("sqs", settings)
+        self._lock = threading.Lock()
+
+    # --- startup recovery -----------------------------------------------------------------------
+
+    def recover(self) -> dict[str, int]:
+        """Settle jobs the previous run left in flight; queue again the ones that never started.
+
+        moto's queue does not survive a restart, but the database does: QUEUED jobs (and claims
+        with no worker) get a fresh message; jobs whose worker belonged to the previous run end
+        FAILED through the task-stopped core, after that worker is stopped if it is still alive.
+        """
+        requeued = failed = 0
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, status, task_arn FROM jobs WHERE status IN ('QUEUED', 'DISPATCHED', 'RUNNING')"
+            ).fetchall()
+        for row in rows:
+            job_id, status, task_arn = str(row["id"]), JobStatus(row["status"]), row["task_arn"]
+            if status is JobStatus.DISPATCHED and task_arn is None:
+                with self.db.connection() as conn:
+                    dbm.transition(conn, job_id, JobStatus.QUEUED, from_statuses=[JobStatus.DISPATCHED])
+                status = JobStatus.QUEUED
+            if status is JobStatus.QUEUED:
+                self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=JobMessage(job_id).to_body())
+                requeued += 1
+                continue
+            if task_arn and task_arn.startswith(LOCAL_PREFIX):
+                _kill_orphan_worker(task_arn, job_id)
+            stopped = core.StoppedTask(
+                task_id=task_arn or "",
+                job_id=job_id,
+                stop_code="PlatformStopped",
+                stopped_reason="the local platform stopped while this job was running",
+            )
+            if core.task_stopped(self.db, stopped) is not None:
+                failed += 1
+        return {"requeued": requeued, "failed": failed}
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run_until(self, stopping: threading.Event, wait_seconds: int = 1) -> None:
+        while not stopping.is_set():
+            self.step(wait_seconds)
+
+    def step(self, wait_seconds: int = 1) -> None:
+        """One round: reap exited workers, take messages for free slots, drain the DLQ."""
+        with self._lock:
+            self.reap()
+            free = self.launcher.free_slots
+            if free:
+                self._receive(min(10, free), wait_seconds)
+            else:
+                self.launcher.wait(timeout=wait_seconds)
+                self.reap()
+            self._drain_dlq()
+
+    def _receive(self, count: int, wait_seconds: int) -> None:
+        response = self.sqs.receive_message(
+            QueueUrl=self.settings.queue_url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["ApproximateReceiveCount"],
+        )
+        for message in response.get("Messages", []):
+            try:
+                outcome = core.dispatch(self.db, self.launcher, message["Body"], message_id=message["MessageId"])
+            except Exception:
+                # Left on the queue: it comes back after the visibility timeout (or goes to the DLQ).
+                log.exception(
+                    "dispatch failed; the message will be retried", extra={"message_id": message["MessageId"]}
+                )
+                continue
+            if not outcome.retry:
+                self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _drain_dlq(self) -> None:
+        if not self.settings.dlq_url:
+            return
+        response = self.sqs.receive_message(QueueUrl=self.settings.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        for message in response.get("Messages", []):
+            try:
+                core.fail_dead_letter(self.db, message["Body"], message_id=message["MessageId"])
+            except Exception:
+                log.exception("dead letter not handled; will retry", extra={"message_id": message["MessageId"]})
+                continue
+            self.sqs.delete_message(QueueUrl=self.settings.dlq_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def reap(self) -> list[str]:
+        """Apply the task-stopped core to every worker that exited; return their job ids."""
+        jobs = []
+        for finished in self.launcher.poll():
+            jobs.append(finished.job_id)
+            try:
+                core.task_stopped(self.db, finished.to_stopped_task())
+            except Exception:
+                log.exception("could not settle a stopped worker", extra={"job_id": finished.job_id})
+        return jobs
+
+    def shutdown(self) -> None:
+        """Stop every worker; their jobs end FAILED (TASK_STOPPED) rather than RUNNING forever."""
+        with self._lock:
+            for finished in self.launcher.shutdown():
+                with contextlib.suppress(Exception):
+                    core.task_stopped(self.db, finished.to_stopped_task())
+            self.db.close()
+
+
+def _kill_orphan_worker(task_arn: str, job_id: str) -> None:
+    """Kill a worker left by a supervisor that was killed, if that pid is still our worker."""
+    pid_text = task_arn.removeprefix(LOCAL_PREFIX)
+    if not pid_text.isdigit():
+        return
+    pid = int(pid_text)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"runtime.worker" in cmdline and job_id.encode() in cmdline:
+        log.warning("stopping a worker left by the previous run", extra={"job_id": job_id, "pid": pid})
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,487 @@
+"""The local platform: the real pipeline on one machine, supervised by one process.
+
+``transcodex local up`` runs :class:`Platform`: a PostgreSQL server it owns (data under
+``data_dir/postgres``), moto's server for S3 and SQS, the real Chalice app served over HTTP,
+and the local dispatcher (a thread) that long-polls the queue and starts the real worker as a
+subprocess. Every child runs in its own process group, its output goes to one log
+(``data_dir/logs/platform.log``, echoed to stderr), and :meth:`Platform.stop` stops them all
+(terminate, wait, kill) so nothing is left running.
+
+State survives a restart: PostgreSQL keeps its data folder, the JWT secret is generated once
+into the data folder, S3 objects are mirrored to disk (:mod:`runtime.local.s3state`) and
+jobs that were queued when the platform stopped are queued again at startup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from runtime.local import s3state
+from runtime.local.postgres import PostgresServer, free_port
+from runtime.shared.settings import Settings, load_settings
+
+log = logging.getLogger("transcodex.local")
+
+INPUT_BUCKET = "transcodex-input"
+OUTPUT_BUCKET = "transcodex-output"
+QUEUE_NAME = "transcodex-jobs"
+DLQ_NAME = "transcodex-jobs-dlq"
+#: Deliveries before a message moves to the DLQ (then the job is marked FAILED).
+MAX_RECEIVE_COUNT = 5
+REGION = "us-east-1"
+S3_SYNC_SECONDS = 10.0
+
+
+class PlatformError(RuntimeError):
+    """The platform could not start; the message says what to do."""
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class LogSink:
+    """One place for every log line: ``logs/platform.log``, echoed to a stream."""
+
+    def __init__(self, path: Path, echo: IO[str] | None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8", buffering=1)
+        self._echo = echo
+        self._lock = threading.Lock()
+
+    def write(self, source: str, line: str) -> None:
+        text = f"{source:<10} | {line.rstrip()}\n"
+        with self._lock:
+            self._file.write(text)
+            if self._echo is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    self._echo.write(text)
+                    self._echo.flush()
+
+    def pump(self, source: str, stream: IO[bytes]) -> threading.Thread:
+        """Copy a child's output into the log on a daemon thread."""
+
+        def run() -> None:
+            with stream:
+                for raw in iter(stream.readline, b""):
+                    self.write(source, raw.decode("utf-8", "replace"))
+
+        thread = threading.Thread(target=run, name=f"log-{source}", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class _SinkHandler(logging.Handler):
+    def __init__(self, sink: LogSink) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.sink.write("platform", self.format(record))
+
+
+def terminate_group(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
+    """SIGTERM a child's process group, wait, then SIGKILL whatever is left of it."""
+    pgid = proc.pid  # children are started with start_new_session=True: pgid == pid
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)  # grandchildren that outlived the leader
+
+
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[Any], what: str) -> None:
+    """Wait until ``url`` answers at all (any HTTP status), or fail if the process died."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise PlatformError(f"{what} exited with code {proc.returncode} while starting; see the log")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise PlatformError(f"{what} did not answer on {url} within {timeout_s:.0f}s") from None
+            time.sleep(0.1)
+
+
+class Platform:
+    """Start, supervise and stop the whole local pipeline."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        api_port: int = 8000,
+        concurrency: int = 2,
+        echo: IO[str] | None = sys.stderr,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.requested_api_port = api_port
+        self.concurrency = concurrency
+        self.echo = echo
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.postgres: PostgresServer | None = None
+        self.settings: Settings | None = None
+        self.env: dict[str, str] = {}
+        self.api_url = ""
+        self.moto_url = ""
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._s3_lock = threading.Lock()
+        self._lock_file: IO[str] | None = None
+        self._sink: LogSink | None = None
+        self._log_handler: logging.Handler | None = None
+        self.dispatcher: Any = None
+
+    # --- state files ----------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / "platform.json"
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _write_state(self, **values: Any) -> None:
+        state = {**self._read_state(), **values}
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.state_path)
+
+    def _jwt_secret(self) -> str:
+        """Generated once and kept, so sessions survive a restart."""
+        path = self.data_dir / "jwt-secret"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+    def _pick_port(self, name: str) -> int:
+        """Reuse last run's port when free, so URLs handed out stay valid across restarts."""
+        previous = self._read_state().get("ports", {}).get(name)
+        if isinstance(previous, int) and _port_free(previous):
+            return previous
+        return free_port()
+
+    def _acquire_lock(self) -> None:
+        self._lock_file = (self.data_dir / "lock").open("w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PlatformError(
+                f"another `transcodex local up` is already using {self.data_dir}; stop it or pass --data-dir"
+            ) from None
+
+    def _reap_leftovers(self) -> None:
+        """Kill children recorded by a previous supervisor that was killed without cleanup."""
+        for name, pid in self._read_state().get("children", {}).items():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "moto.server" in cmdline or "runtime.local.api_server" in cmdline or "runtime.worker" in cmdline:
+                log.warning("stopping a leftover process", extra={"child": name, "pid": pid})
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        """Start a child in its own process group with its output in the shared log."""
+        assert self._sink is not None
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        self._sink.pump(name, proc.stdout)
+        self.children[name] = proc
+        self._write_state(children={n: p.pid for n, p in self.children.items()})
+        return proc
+
+    def start(self) -> str:
+        """Bring everything up; return the API URL. On failure everything started is stopped."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._acquire_lock()
+        self._sink = LogSink(self.data_dir / "logs" / "platform.log", self.echo)
+        self._attach_logging()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self.api_url
+
+    def _attach_logging(self) -> None:
+        from runtime.shared.log import JsonFormatter
+
+        assert self._sink is not None
+        handler = _SinkHandler(self._sink)
+        handler.setFormatter(JsonFormatter())
+        root = logging.getLogger()
+        root.handlers = [handler]
+        root.setLevel(logging.INFO)
+        for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "psycopg.pool"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        self._log_handler = handler
+
+    def _start(self) -> None:
+        self._reap_leftovers()
+        api_port = self.requested_api_port or self._pick_port("api")
+        if not _port_free(api_port):
+            raise PlatformError(f"port {api_port} on 127.0.0.1 is in use; pick another with --port")
+        moto_port = self._pick_port("moto")
+
+        # PostgreSQL (a server left by a killed supervisor is stopped first)
+        self.postgres = PostgresServer(data_dir=self.data_dir / "postgres", port=self._pick_port("postgres"))
+        self.postgres.stop()
+        self.postgres.start()
+        from runtime.shared.migrate import apply_migrations
+
+        applied = apply_migrations(self.postgres.url)
+        log.info("postgres ready", extra={"port": self.postgres.port, "migrations_applied": applied})
+
+        # moto: S3 + SQS
+        self.moto_url = f"http://127.0.0.1:{moto_port}"
+        self.env = self._child_env(jwt_secret=self._jwt_secret())
+        os.environ.update(self.env)  # the dispatcher thread and the workers it starts read these
+        moto = self.spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)])
+        _wait_http(f"{self.moto_url}/moto-api/", 30, moto, "moto's server")
+        self._provision_aws()
+        self.settings = load_settings(self.env, ["database", "storage", "queue", "auth"])
+        restored = s3state.restore(self._s3(), self.data_dir / "s3")
+        log.info("moto ready", extra={"endpoint": self.moto_url, "objects_restored": restored})
+
+        # the Chalice app
+        api = self.spawn("api", [sys.executable, "-m", "runtime.local.api_server", "--port", str(api_port)])
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        _wait_http(f"{self.api_url}/openapi.json", 60, api, "the API server")
+        self._write_state(
+            ports={"api": api_port, "moto": moto_port, "postgres": self.postgres.port},
+            api_url=self.api_url,
+            moto_endpoint=self.moto_url,
+            database_url=self.postgres.url,
+            supervisor_pid=os.getpid(),
+        )
+
+        # the dispatcher and the S3 mirror
+        from runtime.local.dispatch_loop import LocalDispatcher
+
+        self.dispatcher = LocalDispatcher(
+            self.settings, concurrency=self.concurrency, log_path=self.data_dir / "logs" / "platform.log"
+        )
+        requeued = self.dispatcher.recover()
+        log.info("jobs recovered", extra=requeued)
+        self._run_thread("dispatcher", self.dispatcher.run_until, self.stopping)
+        self._run_thread("s3-mirror", self._mirror_loop)
+
+    def _child_env(self, jwt_secret: str) -> dict[str, str]:
+        assert self.postgres is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRANSCODEX_"))}
+        env.update(
+            {
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "TRANSCODEX_DATABASE_URL": self.postgres.url,
+                "TRANSCODEX_INPUT_BUCKET": INPUT_BUCKET,
+                "TRANSCODEX_OUTPUT_BUCKET": OUTPUT_BUCKET,
+                "TRANSCODEX_JWT_SECRET": jwt_secret,
+                "TRANSCODEX_AWS_ENDPOINT_URL": self.moto_url,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        # Limits and token lifetimes the user set still apply.
+        env.update({k: v for k, v in os.environ.items() if k.startswith("TRANSCODEX_") and k not in env})
+        return env
+
+    def _s3(self) -> Any:
+        from runtime.shared.aws import client
+
+        return client("s3", load_settings(self.env))
+
+    def _provision_aws(self) -> None:
+        from runtime.shared.aws import client
+
+        base = load_settings(self.env)
+        s3 = client("s3", base)
+        for bucket in (INPUT_BUCKET, OUTPUT_BUCKET):
+            s3.create_bucket(Bucket=bucket)
+        # A browser player on another origin can fetch playlists and segments.
+        cors = {"AllowedMethods": ["GET", "HEAD", "PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"]}
+        for bucket in (INPUT_BUCKET, OUTPUT_BUCKET):
+            s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [{**cors, "MaxAgeSeconds": 3600}]})
+        sqs = client("sqs", base)
+        dlq_url = sqs.create_queue(QueueName=DLQ_NAME)["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue_url = sqs.create_queue(
+            QueueName=QUEUE_NAME,
+            Attributes={
+                "VisibilityTimeout": "30",
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+                ),
+            },
+        )["QueueUrl"]
+        urls = {"TRANSCODEX_QUEUE_URL": queue_url, "TRANSCODEX_DLQ_URL": dlq_url}
+        self.env.update(urls)
+        os.environ.update(urls)
+
+    def _run_thread(self, name: str, target: Callable[..., Any], *args: Any) -> None:
+        def run() -> None:
+            try:
+                target(*args)
+            except Exception:
+                log.exception("platform thread crashed; stopping", extra={"thread": name})
+                self.stopping.set()
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def sync_s3(self) -> s3state.SyncResult:
+        with self._s3_lock:
+            return s3state.sync(self._s3(), [INPUT_BUCKET, OUTPUT_BUCKET], self.data_dir / "s3")
+
+    def _mirror_loop(self) -> None:
+        while not self.stopping.wait(S3_SYNC_SECONDS):
+            try:
+                self.sync_s3()
+            except Exception:
+                log.warning("S3 mirror sync failed; will retry", exc_info=True)
+
+    def failed_child(self) -> str | None:
+        """The name of a long-running child that exited on its own, if any."""
+        for name in ("moto", "api"):
+            proc = self.children.get(name)
+            if proc is not None and proc.poll() is not None:
+                return name
+        return None
+
+    def wait(self) -> int:
+        """Block until asked to stop (stop event) or a child dies; return an exit code."""
+        while not self.stopping.wait(0.5):
+            dead = self.failed_child()
+            if dead:
+                log.error("a platform process exited unexpectedly; stopping", extra={"child": dead})
+                return 1
+        return 0
+
+    def stop(self) -> None:
+        """Stop everything, in dependency order; safe to call twice and after a failed start."""
+        self.stopping.set()
+        api = self.children.pop("api", None)
+        if api is not None:
+            terminate_group(api)
+        for thread in self._threads:  # the dispatcher takes no new message once it sees the event
+            thread.join(timeout=30)
+        self._threads = []
+        if self.dispatcher is not None:
+            try:
+                self.dispatcher.shutdown()
+            except Exception:
+                log.exception("stopping workers failed")
+            self.dispatcher = None
+        moto = self.children.get("moto")
+        if moto is not None and moto.poll() is None and self.settings is not None:
+            try:
+                result = self.sync_s3()
+                log.info("S3 mirrored", extra={"objects": result.total, "downloaded": result.downloaded})
+            except Exception:
+                log.exception("final S3 mirror failed; files uploaded since the last sync are lost")
+        for name in list(self.children):
+            terminate_group(self.children.pop(name))
+        if self.postgres is not None:
+            try:
+                self.postgres.stop()
+            except Exception:
+                log.exception("stopping PostgreSQL failed")
+            self.postgres = None
+        self._write_state(children={}, supervisor_pid=None)
+        log.info("platform stopped")
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def run_foreground(data_dir: Path, port: int, concurrency: int, quiet: bool = False) -> int:
+    """``transcodex local up``: start, print ``API <url>``, run until Ctrl-C/SIGTERM, stop."""
+    platform = Platform(data_dir, api_port=port, concurrency=concurrency, echo=None if quiet else sys.stderr)
+    starting = True
+
+    def on_signal(signum: int, _frame: object) -> None:
+        platform.stopping.set()
+        if starting:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            url = platform.start()
+        except KeyboardInterrupt:
+            return 130
+        except PlatformError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        starting = False
+        print(f"API {url}", flush=True)
+        code = platform.wait()
+        return code
+    finally:
+        starting = False
+        platform.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
