@@ -1,0 +1,365 @@
+"""The dispatcher's decisions, free of Lambda and SQS event shapes.
+
+Three entry points, shared by the AWS handlers (runtime/dispatcher/handler.py) and the local
+platform (runtime/local):
+
+* :func:`dispatch` — one job message: claim QUEUED → DISPATCHED, start the worker, record it.
+* :func:`fail_dead_letter` — a message SQS gave up on: the job ends FAILED (DISPATCH_FAILED).
+* :func:`task_stopped` — a worker task/process stopped: a job it left non-terminal ends FAILED.
+
+Every status change is one guarded UPDATE, so duplicate deliveries, concurrent Lambdas and
+late events are harmless. The invariant: a job is never left DISPATCHED without either a
+worker task or a message that will come back to finish the job (a retry, or the DLQ).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+
+from runtime.dispatcher.launchers import LOCAL_PREFIX, Launcher, LaunchError, LaunchRequest
+from runtime.shared import db as dbm
+from runtime.shared.log import bind
+from runtime.shared.messages import MessageError, parse_message
+from runtime.shared.status import ErrorCode, JobStatus
+
+log = logging.getLogger(__name__)
+
+#: A claim older than this with no task recorded belongs to a dispatcher that died between the
+#: claim and RunTask (a Lambda cannot outlive its 15-minute maximum timeout). Set it to the
+#: dispatcher's own timeout (plus a margin) to recover sooner.
+DEFAULT_CLAIM_TIMEOUT_SECONDS = 900
+_MAX_REASON = 600
+
+
+class Outcome(StrEnum):
+    """What happened to one message; :attr:`retry` says whether SQS must deliver it again."""
+
+    #: A worker was started and recorded.
+    LAUNCHED = "LAUNCHED"
+    #: Nothing to do: duplicate delivery, job already dispatched/running/finished/cancelled.
+    SKIPPED = "SKIPPED"
+    #: The job does not exist (deleted, or a message from another environment): dropped.
+    NOT_FOUND = "NOT_FOUND"
+    #: The worker could not be started; the claim was released (job QUEUED again).
+    RELEASED = "RELEASED"
+    #: Another dispatcher holds a fresh claim on the job; look again later.
+    CLAIM_IN_FLIGHT = "CLAIM_IN_FLIGHT"
+    #: The body is not a job message.
+    MALFORMED = "MALFORMED"
+
+    @property
+    def retry(self) -> bool:
+        """True when the record must be reported failed so SQS redelivers it (or dead-letters it)."""
+        return self in (Outcome.RELEASED, Outcome.CLAIM_IN_FLIGHT, Outcome.MALFORMED)
+
+
+# --- dispatch ---------------------------------------------------------------------------------
+
+
+def reclaim_stale_claim(conn: psycopg.Connection[dbm.Row], job_id: str, older_than_seconds: float) -> dbm.Row | None:
+    """Take over a DISPATCHED claim whose holder died before recording a task (guarded UPDATE).
+
+    dispatch_count is deliberately not incremented: the retried RunTask then carries the same
+    clientToken, so if the dead holder's RunTask did start a task, ECS returns that task
+    instead of starting a second one.
+    """
+    return conn.execute(
+        f"""UPDATE jobs SET dispatched_at = now(), updated_at = now()
+            WHERE id = %s AND status = 'DISPATCHED' AND task_arn IS NULL
+              AND dispatched_at < now() - make_interval(secs => %s)
+            RETURNING {dbm.JOB_COLUMNS}""",
+        (job_id, float(older_than_seconds)),
+    ).fetchone()
+
+
+def dispatch(
+    db: dbm.Database,
+    launcher: Launcher,
+    body: str | bytes,
+    *,
+    message_id: str | None = None,
+    claim_timeout_seconds: float = DEFAULT_CLAIM_TIMEOUT_SECONDS,
+) -> Outcome:
+    """Handle one job message: claim the job, start its worker, record the task id.
+
+    Never raises for bad input or a refused launch (see :class:`Outcome`); a database error
+    propagates, and the caller reports the record failed (the claim, if taken, is recovered
+    by :func:`reclaim_stale_claim` on redelivery or by the DLQ path).
+    """
+    with bind(message_id=message_id):
+        try:
+            message = parse_message(body)
+        except MessageError as err:
+            log.error("malformed job message", extra={"error": str(err), "body": _preview(body)})
+            return Outcome.MALFORMED
+        with bind(job_id=message.job_id):
+            return _dispatch_job(db, launcher, message.job_id, claim_timeout_seconds)
+
+
+def _dispatch_job(db: dbm.Database, launcher: Launcher, job_id: str, claim_timeout_seconds: float) -> Outcome:
+    with db.connection() as conn:
+        job = dbm.transition(conn, job_id, JobStatus.DISPATCHED)
+        if job is None:
+            current = dbm.get_job(conn, job_id)
+            if current is None:
+                log.warning("job message for a job that does not exist; dropping it")
+                return Outcome.NOT_FOUND
+            status = JobStatus(current["status"])
+            if status is not JobStatus.DISPATCHED or current["task_arn"] is not None:
+                log.info(
+                    "job already taken; nothing to start",
+                    extra={"status": status.value, "task_arn": current["task_arn"]},
+                )
+                return Outcome.SKIPPED
+            job = reclaim_stale_claim(conn, job_id, claim_timeout_seconds)
+            if job is None:
+                log.info("another dispatcher holds a fresh claim on this job; retrying later")
+                return Outcome.CLAIM_IN_FLIGHT
+            log.warning("re-claimed a stale claim with no task recorded", extra={"attempt": job["dispatch_count"]})
+
+    request = LaunchRequest(job_id=job_id, user_id=str(job["user_id"]), attempt=int(job["dispatch_count"]))
+    try:
+        task_id = launcher.launch(request)
+    except LaunchError as err:
+        with db.connection() as conn:
+            released = dbm.transition(conn, job_id, JobStatus.QUEUED, from_statuses=[JobStatus.DISPATCHED])
+        log.warning(
+            "worker not started; claim released for a retry",
+            extra={
+                "error_code": err.code,
+                "error": err.message,
+                "throttled": err.throttled,
+                "released": released is not None,
+                "attempt": request.attempt,
+            },
+        )
+        return Outcome.RELEASED
+
+    with db.connection() as conn:
+        recorded = dbm.set_task_arn(conn, job_id, task_id)
+        if recorded is None:
+            # Cancelled (or failed) while RunTask was in flight: the worker would refuse the job
+            # anyway; stop it now rather than pay for its start-up.
+            current = dbm.get_job(conn, job_id)
+            log.warning(
+                "job left DISPATCHED before its task was recorded; stopping the task",
+                extra={"task_arn": task_id, "status": current and current["status"]},
+            )
+            launcher.stop(task_id, "TranscodeX: job no longer wants a worker")
+            return Outcome.SKIPPED
+    log.info("worker started", extra={"task_arn": task_id, "attempt": request.attempt})
+    return Outcome.LAUNCHED
+
+
+# --- dead letters -----------------------------------------------------------------------------
+
+
+def fail_undispatched(
+    conn: psycopg.Connection[dbm.Row], job_id: str, error_code: ErrorCode, message: str
+) -> dbm.Row | None:
+    """FAILED for a job no worker has: QUEUED, or DISPATCHED with no task recorded (guarded)."""
+    return conn.execute(
+        f"""UPDATE jobs SET status = 'FAILED', updated_at = now(), finished_at = now(),
+                   error_code = %s, error_message = %s
+            WHERE id = %s AND (status = 'QUEUED' OR (status = 'DISPATCHED' AND task_arn IS NULL))
+            RETURNING {dbm.JOB_COLUMNS}""",
+        (error_code.value, message, job_id),
+    ).fetchone()
+
+
+def fail_dead_letter(db: dbm.Database, body: str | bytes, *, message_id: str | None = None) -> dbm.Row | None:
+    """A job message SQS gave up on: its job ends FAILED with DISPATCH_FAILED.
+
+    Returns the failed job, or None when there was nothing to fail: a malformed body (logged
+    and dropped), an unknown job, or a job that already has a worker or is finished (a
+    leftover duplicate; its task's own events settle it).
+    """
+    with bind(message_id=message_id):
+        try:
+            job_id = parse_message(body).job_id
+        except MessageError as err:
+            log.error("malformed message on the dead-letter queue; dropping it", extra={"error": str(err)})
+            return None
+        with bind(job_id=job_id), db.connection() as conn:
+            current = dbm.get_job(conn, job_id)
+            attempts = int(current["dispatch_count"]) if current else 0
+            failed = fail_undispatched(
+                conn,
+                job_id,
+                ErrorCode.DISPATCH_FAILED,
+                f"No worker could be started for this job after {attempts} attempt(s) (the compute service "
+                "refused or throttled every request). Submit the job again; if it keeps failing, the "
+                "platform operator should check worker capacity and the task configuration.",
+            )
+            if failed is None:
+                log.info(
+                    "dead-lettered message needs no action",
+                    extra={"status": current and current["status"], "task_arn": current and current["task_arn"]},
+                )
+            else:
+                log.error("job failed: could not be dispatched", extra={"attempts": attempts})
+            return failed
+
+
+# --- stopped tasks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoppedTask:
+    """A worker that stopped, from an ECS "Task State Change" event or a local process exit."""
+
+    task_id: str
+    #: The job named by the task itself (container override JOB_ID, job-id tag), if known.
+    job_id: str | None = None
+    stop_code: str | None = None
+    stopped_reason: str | None = None
+    container_reason: str | None = None
+    exit_code: int | None = None
+
+    @classmethod
+    def from_ecs_event(cls, detail: Mapping[str, Any], container_name: str | None = None) -> StoppedTask:
+        """Read an EventBridge ``ECS Task State Change`` event's ``detail``."""
+        job_id = None
+        for override in (detail.get("overrides") or {}).get("containerOverrides") or []:
+            for env in override.get("environment") or []:
+                if env.get("name") == "JOB_ID" and env.get("value"):
+                    job_id = str(env["value"])
+        if job_id is None:
+            for tag in detail.get("tags") or []:
+                if tag.get("key") == "job-id" and tag.get("value"):
+                    job_id = str(tag["value"])
+        containers = list(detail.get("containers") or [])
+        chosen = next((c for c in containers if c.get("name") == container_name), None) if container_name else None
+        if chosen is None:
+            # The container that explains the stop: one with a reason, else a non-zero exit, else the first.
+            chosen = next((c for c in containers if c.get("reason")), None) or next(
+                (c for c in containers if c.get("exitCode") not in (None, 0)), containers[0] if containers else None
+            )
+        return cls(
+            task_id=str(detail.get("taskArn") or ""),
+            job_id=job_id,
+            stop_code=detail.get("stopCode"),
+            stopped_reason=detail.get("stoppedReason"),
+            container_reason=(chosen or {}).get("reason"),
+            exit_code=(chosen or {}).get("exitCode"),
+        )
+
+    @classmethod
+    def from_process_exit(cls, *, job_id: str, task_id: str, exit_code: int) -> StoppedTask:
+        """A local worker process exited (negative exit code: killed by that signal)."""
+        return cls(task_id=task_id, job_id=job_id, stop_code="ProcessExited", exit_code=exit_code)
+
+    def classify(self) -> tuple[ErrorCode, str]:
+        """The error code and a message a user can act on."""
+        reasons = " ".join(r for r in (self.container_reason, self.stopped_reason) if r)
+        detail = _clip(reasons)
+        if "OutOfMemoryError" in reasons:
+            return ErrorCode.OUT_OF_MEMORY, (
+                "The worker ran out of memory processing this file. Try a smaller input or fewer/lower "
+                f"renditions, or ask the operator for a larger worker. ({detail})"
+            )
+        if "CannotPullContainerError" in reasons:
+            return ErrorCode.TASK_STOPPED, (
+                f"The worker could not start: its container image could not be pulled. Submit the job again; "
+                f"if it persists the platform operator must fix the image or its registry access. ({detail})"
+            )
+        if "ResourceInitializationError" in reasons:
+            return ErrorCode.TASK_STOPPED, (
+                "The worker could not start: its task could not be initialised (network, secrets or "
+                f"logging). Submit the job again; if it persists, contact the operator. ({detail})"
+            )
+        if self.stop_code == "SpotInterruption":
+            return ErrorCode.TASK_STOPPED, (
+                "The worker's spare (Spot) capacity was reclaimed before the job finished. Submit the job again."
+            )
+        if self.stop_code == "ProcessExited" and self.exit_code is not None:
+            if self.exit_code < 0:
+                return ErrorCode.TASK_STOPPED, (
+                    f"The worker process was killed by signal {-self.exit_code} before recording a result. "
+                    "Submit the job again."
+                )
+            return ErrorCode.TASK_STOPPED, (
+                f"The worker process exited with code {self.exit_code} before recording a result. "
+                "Submit the job again; if it fails the same way, the input may crash the worker."
+            )
+        if self.exit_code is not None:
+            return ErrorCode.TASK_STOPPED, (
+                f"The worker exited with code {self.exit_code} before recording a result. Submit the job "
+                f"again; if it fails the same way, the input may crash the worker. ({detail or self.stop_code})"
+            )
+        return ErrorCode.TASK_STOPPED, (
+            "The worker task stopped before the job finished"
+            f" ({detail or self.stop_code or 'no reason given'}). Submit the job again."
+        )
+
+
+def fail_stopped_job(
+    conn: psycopg.Connection[dbm.Row], job_id: str, task_id: str, error_code: ErrorCode, message: str
+) -> dbm.Row | None:
+    """FAILED for a DISPATCHED/RUNNING job that this task was (or may have been) running.
+
+    A job whose recorded task is a different one is left alone: it is a late event about an
+    old task, and the job's current worker will settle it.
+    """
+    return conn.execute(
+        f"""UPDATE jobs SET status = 'FAILED', updated_at = now(), finished_at = now(),
+                   error_code = %s, error_message = %s
+            WHERE id = %s AND status IN ('DISPATCHED', 'RUNNING') AND (task_arn IS NULL OR task_arn = %s)
+            RETURNING {dbm.JOB_COLUMNS}""",
+        (error_code.value, message, job_id, task_id),
+    ).fetchone()
+
+
+def task_stopped(db: dbm.Database, stopped: StoppedTask) -> dbm.Row | None:
+    """A worker stopped: if its job is not terminal, it becomes FAILED with the stop reason.
+
+    The job is found by the task id recorded on it, else by the job id the task carries.
+    Returns the failed job, or None (no such job, already terminal, or another task's job).
+    """
+    with bind(task_arn=stopped.task_id), db.connection() as conn:
+        job = dbm.find_job_by_task_arn(conn, stopped.task_id) if stopped.task_id else None
+        job_id = str(job["id"]) if job is not None else stopped.job_id
+        if job_id is None or not _is_uuid(job_id):
+            log.info("stopped task names no TranscodeX job; ignoring", extra={"job_ref": job_id})
+            return None
+        with bind(job_id=job_id):
+            code, message = stopped.classify()
+            failed = fail_stopped_job(conn, job_id, stopped.task_id, code, message)
+            if failed is None:
+                log.info("task stopped; its job needs no change", extra={"stop_code": stopped.stop_code})
+            else:
+                log.error(
+                    "job failed: its worker stopped",
+                    extra={"error_code": code.value, "stop_code": stopped.stop_code, "exit_code": stopped.exit_code},
+                )
+            return failed
+
+
+def is_local_task(task_id: str) -> bool:
+    return task_id.startswith(LOCAL_PREFIX)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _is_uuid(value: str) -> bool:
+    return bool(_UUID.match(value))
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
+
+
+def _preview(body: str | bytes) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    return text[:200]

@@ -1,0 +1,117 @@
+"""Lambda entry points: thin wrappers that turn events into calls to runtime.dispatcher.core.
+
+* ``handle_sqs`` — the job queue's event source (ReportBatchItemFailures): returns the
+  records SQS must deliver again.
+* ``handle_dlq`` — the dead-letter queue's event source: the jobs end FAILED (DISPATCH_FAILED).
+* ``handle_task_state_change`` — EventBridge "ECS Task State Change" (STOPPED) events.
+
+The database pool and the ECS client are built at the first invocation and reused while
+the execution environment lives.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.dispatcher.core import DEFAULT_CLAIM_TIMEOUT_SECONDS, StoppedTask, dispatch, fail_dead_letter, task_stopped
+from runtime.dispatcher.launchers import EcsConfig, EcsLauncher, Launcher
+from runtime.shared import aws
+from runtime.shared.db import Database, database_url
+from runtime.shared.log import bind, configure
+from runtime.shared.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds after which a claim with no task recorded is taken over (see core.reclaim_stale_claim);
+#: the deployment sets it to the function timeout plus a margin.
+CLAIM_TIMEOUT_ENV = "TRANSCODEX_DISPATCH_CLAIM_TIMEOUT_SECONDS"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    launcher: Launcher
+    claim_timeout_seconds: float
+
+
+_runtimes: dict[tuple[str, ...], Runtime] = {}
+_lock = threading.Lock()
+
+
+def runtime(sections: tuple[str, ...] = ("database", "ecs")) -> Runtime:
+    """The per-execution-environment state, built on first use (validating ``sections``)."""
+    with _lock:
+        if sections not in _runtimes:
+            settings = load_settings(sections=sections)
+            configure(settings.log_level)
+            _runtimes[sections] = Runtime(
+                settings=settings,
+                db=Database(database_url(settings), max_size=2),
+                launcher=EcsLauncher(EcsConfig.from_settings(settings), aws.client("ecs", settings)),
+                claim_timeout_seconds=float(os.environ.get(CLAIM_TIMEOUT_ENV) or DEFAULT_CLAIM_TIMEOUT_SECONDS),
+            )
+        return _runtimes[sections]
+
+
+def reset() -> None:
+    """Forget the cached state (closes the pools): for tests and configuration reloads."""
+    with _lock:
+        for rt in _runtimes.values():
+            rt.db.close()
+        _runtimes.clear()
+
+
+def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    """Dispatch every record; report the ones to retry as batch item failures."""
+    rt = runtime()
+    failures: list[dict[str, str]] = []
+    for record in event.get("Records") or []:
+        message_id = str(record.get("messageId") or "")
+        receive_count = (record.get("attributes") or {}).get("ApproximateReceiveCount")
+        with bind(message_id=message_id, receive_count=receive_count):
+            try:
+                outcome = dispatch(
+                    rt.db,
+                    rt.launcher,
+                    record.get("body") or "",
+                    message_id=message_id,
+                    claim_timeout_seconds=rt.claim_timeout_seconds,
+                )
+            except Exception:  # a database outage must not lose the other records' results
+                log.exception("dispatch failed unexpectedly; the message will be retried")
+                failures.append({"itemIdentifier": message_id})
+                continue
+            log.info("message handled", extra={"outcome": outcome.value})
+            if outcome.retry:
+                failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}
+
+
+def handle_dlq(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    """Fail the job of every dead-lettered message; a database error retries that record only."""
+    rt = runtime(("database",))
+    failures: list[dict[str, str]] = []
+    for record in event.get("Records") or []:
+        message_id = str(record.get("messageId") or "")
+        try:
+            fail_dead_letter(rt.db, record.get("body") or "", message_id=message_id)
+        except Exception:
+            log.exception("could not record a dead-lettered job; retrying", extra={"message_id": message_id})
+            failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}
+
+
+def handle_task_state_change(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Fail the non-terminal job of a STOPPED task. Errors raise, so EventBridge retries."""
+    rt = runtime(("database",))
+    detail = event.get("detail") or {}
+    if detail.get("lastStatus") != "STOPPED":
+        return {"failed": False, "ignored": f"lastStatus {detail.get('lastStatus')!r}"}
+    stopped = StoppedTask.from_ecs_event(detail, rt.settings.ecs_container_name)
+    job = task_stopped(rt.db, stopped)
+    return {"failed": job is not None, "job_id": str(job["id"]) if job else stopped.job_id}
