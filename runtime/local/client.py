@@ -1,0 +1,432 @@
+"""The TranscodeX HTTP client behind the ``transcodex`` CLI, the demo and the end-to-end tests.
+
+It speaks the API's JSON (errors are ``{"error": {"code", "message", "details"}}`` and become
+:class:`ApiError`), keeps credentials in a small config file (mode 0600) per API URL, refreshes
+an expired access token once, uploads straight to the presigned URL and downloads outputs,
+each with an optional tqdm progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import requests
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+CHUNK = 256 * 1024
+
+
+class ApiError(Exception):
+    """An error the API (or the network) returned, with its machine code and a readable message."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{message} ({code})")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    def describe(self) -> str:
+        """The message plus any per-field problems, for people."""
+        lines = [f"{self.message} [{self.code}]" if self.code else self.message]
+        for problem in self.details.get("problems", []) if isinstance(self.details, dict) else []:
+            if isinstance(problem, dict):
+                lines.append(f"  - {problem.get('message', problem)}")
+        return "\n".join(lines)
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def config_path() -> Path:
+    override = os.environ.get("TRANSCODEX_CONFIG")
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "transcodex" / "config.json"
+
+
+@dataclass
+class Credentials:
+    access_token: str | None = None
+    refresh_token: str | None = None
+    api_key: str | None = None
+    email: str | None = None
+
+
+@dataclass
+class CliConfig:
+    """``{"api_url": last URL used, "profiles": {url: credentials}}``, stored with mode 0600."""
+
+    api_url: str | None = None
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: Path = field(default_factory=config_path)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> CliConfig:
+        path = path or config_path()
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls(path=path)
+        except (OSError, ValueError) as err:
+            raise ApiError(0, "BAD_CONFIG", f"cannot read the config file {path}: {err}") from None
+        return cls(api_url=data.get("api_url"), profiles=dict(data.get("profiles") or {}), path=path)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"api_url": self.api_url, "profiles": self.profiles}, out, indent=1)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def credentials(self, api_url: str) -> Credentials:
+        raw = self.profiles.get(api_url.rstrip("/"), {})
+        return Credentials(**{k: raw.get(k) for k in ("access_token", "refresh_token", "api_key", "email")})
+
+    def store(self, api_url: str, creds: Credentials) -> None:
+        self.profiles[api_url.rstrip("/")] = {k: v for k, v in vars(creds).items() if v is not None}
+
+
+def resolve_api_url(flag: str | None, config: CliConfig) -> str:
+    """Flag > $TRANSCODEX_API_URL > config file > http://127.0.0.1:8000."""
+    url = flag or os.environ.get("TRANSCODEX_API_URL") or config.api_url or DEFAULT_API_URL
+    return url.rstrip("/")
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+
+def _error_from_response(response: requests.Response) -> ApiError:
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()[:300] or response.reason
+        return ApiError(response.status_code, f"HTTP_{response.status_code}", text)
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return ApiError(
+            response.status_code,
+            str(error.get("code") or f"HTTP_{response.status_code}"),
+            str(error.get("message") or response.reason),
+            error.get("details") if isinstance(error.get("details"), dict) else {},
+        )
+    if isinstance(body, dict) and ("Message" in body or "message" in body):
+        return ApiError(
+            response.status_code,
+            str(body.get("Code") or body.get("code") or f"HTTP_{response.status_code}"),
+            str(body.get("Message") or body.get("message")),
+        )
+    return ApiError(response.status_code, f"HTTP_{response.status_code}", str(body)[:300])
+
+
+class _ProgressReader:
+    """A file object that reports bytes read, so ``requests`` can stream it with a progress bar."""
+
+    def __init__(self, handle: IO[bytes], size: int, on_read: Callable[[int], Any]) -> None:
+        self._handle = handle
+        self._on_read = on_read
+        self.len = size  # requests uses this for Content-Length
+
+    def read(self, amount: int = -1) -> bytes:
+        chunk = self._handle.read(CHUNK if amount is None or amount < 0 else amount)
+        if chunk:
+            self._on_read(len(chunk))
+        return chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(CHUNK):
+            yield chunk
+
+
+def _bar(enabled: bool, total: int | None, desc: str, unit: str = "B") -> Any:
+    from tqdm import tqdm
+
+    scale = unit == "B"
+    return tqdm(
+        total=total, desc=desc, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000, disable=not enabled
+    )
+
+
+class Client:
+    """One API base URL plus credentials; ``on_credentials`` persists refreshed tokens."""
+
+    def __init__(
+        self,
+        api_url: str,
+        credentials: Credentials | None = None,
+        on_credentials: Callable[[Credentials], None] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.creds = credentials or Credentials()
+        self.on_credentials = on_credentials
+        self.timeout = timeout
+        self.http = requests.Session()
+        self.http.trust_env = False  # never route through a proxy from the environment
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _auth_headers(self) -> dict[str, str]:
+        env_key = os.environ.get("TRANSCODEX_API_KEY")
+        if env_key:
+            return {"x-api-key": env_key}
+        if self.creds.access_token:
+            return {"Authorization": f"Bearer {self.creds.access_token}"}
+        if self.creds.api_key:
+            return {"x-api-key": self.creds.api_key}
+        return {}
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = path if path.startswith("http") else f"{self.api_url}{path}"
+        try:
+            return self.http.request(method, url, timeout=kwargs.pop("timeout", self.timeout), **kwargs)
+        except requests.ConnectionError:
+            raise ApiError(
+                0,
+                "UNREACHABLE",
+                f"cannot reach {urlsplit(url).netloc}; is the API running (`transcodex local up`) "
+                "and the URL right (--api-url, TRANSCODEX_API_URL)?",
+            ) from None
+        except requests.Timeout:
+            raise ApiError(0, "TIMEOUT", f"{method} {url} timed out after {self.timeout:.0f}s") from None
+
+    def request(
+        self, method: str, path: str, body: Any = None, *, auth: bool = True, headers: dict[str, str] | None = None
+    ) -> Any:
+        """Call the API; return the decoded JSON body (None for 204) or raise ApiError."""
+        for attempt in (1, 2):
+            all_headers = {"Accept": "application/json", **(self._auth_headers() if auth else {}), **(headers or {})}
+            response = self._send(method, path, json=body, headers=all_headers)
+            if (
+                response.status_code == 401
+                and auth
+                and attempt == 1
+                and self.creds.refresh_token
+                and not os.environ.get("TRANSCODEX_API_KEY")
+                and self._refresh()
+            ):
+                continue
+            break
+        if response.status_code >= 400:
+            raise _error_from_response(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(
+                response.status_code, "BAD_RESPONSE", "the API answered with something that is not JSON"
+            ) from None
+
+    def _remember(self) -> None:
+        if self.on_credentials is not None:
+            self.on_credentials(self.creds)
+
+    def _refresh(self) -> bool:
+        response = self._send("POST", "/sessions/refresh", json={"refresh_token": self.creds.refresh_token})
+        if response.status_code >= 400:
+            self.creds.access_token = self.creds.refresh_token = None
+            self._remember()
+            return False
+        self._take_tokens(response.json())
+        return True
+
+    def _take_tokens(self, body: dict[str, Any]) -> None:
+        tokens = body.get("tokens") if isinstance(body.get("tokens"), dict) else body
+        self.creds.access_token = tokens.get("access_token") or self.creds.access_token
+        self.creds.refresh_token = tokens.get("refresh_token") or self.creds.refresh_token
+        self._remember()
+
+    # --- accounts ----------------------------------------------------------------------------------
+
+    def signup(self, name: str, username: str, email: str, password: str) -> dict[str, Any]:
+        body = {"name": name, "username": username, "email": email, "password": password}
+        return self.request("POST", "/users", body, auth=False)
+
+    def login(self, email: str, password: str) -> dict[str, Any]:
+        body = self.request("POST", "/sessions", {"email": email, "password": password}, auth=False)
+        self.creds.email = email
+        self._take_tokens(body)
+        return body
+
+    def logout(self) -> None:
+        try:
+            if self.creds.access_token:
+                self.request("DELETE", "/sessions")
+        finally:
+            self.creds.access_token = self.creds.refresh_token = None
+            self._remember()
+
+    def create_api_key(self, name: str | None = None) -> dict[str, Any]:
+        return self.request("POST", "/apikeys", {"name": name} if name else {})
+
+    def list_api_keys(self) -> Any:
+        return self.request("GET", "/apikeys")
+
+    def revoke_api_key(self, key_id: str) -> Any:
+        return self.request("DELETE", f"/apikeys/{key_id}")
+
+    # --- media ----------------------------------------------------------------------------------------
+
+    def create_upload(self, path: Path, media_type: str, mime: str) -> dict[str, Any]:
+        body = {"file_name": path.name, "file_type": media_type, "mime_type": mime, "size_bytes": path.stat().st_size}
+        return self.request("POST", "/media/upload", body)
+
+    def put_file(self, upload: dict[str, Any], path: Path, progress: bool = False) -> None:
+        """Send the file to the presigned URL (PUT, or POST form fields) with a progress bar."""
+        size = path.stat().st_size
+        target = upload.get("upload") if isinstance(upload.get("upload"), dict) else upload
+        url = target.get("upload_url") or target.get("url") or target.get("presigned_url")
+        if not url:
+            raise ApiError(0, "BAD_RESPONSE", f"the upload response has no URL: {sorted(target)}")
+        method = str(target.get("method") or ("POST" if target.get("fields") else "PUT")).upper()
+        with _bar(progress, size, f"upload {path.name}") as bar, path.open("rb") as handle:
+            if method == "POST":
+                # A presigned POST policy: form fields, then the file (sent in one go).
+                response = self._send("POST", url, data=target["fields"], files={"file": (path.name, handle)})
+                bar.update(size)
+            else:
+                headers = {str(k): str(v) for k, v in (target.get("headers") or {}).items()}
+                reader = _ProgressReader(handle, size, bar.update)
+                headers.setdefault("Content-Length", str(size))
+                response = self._send("PUT", url, data=reader, headers=headers, timeout=max(self.timeout, 600))
+        if response.status_code >= 300:
+            raise ApiError(
+                response.status_code,
+                "UPLOAD_FAILED",
+                f"storage refused the upload ({response.status_code}): {response.text.strip()[:300]}",
+            )
+
+    def process(
+        self, upload_id: str, job_type: str, operations: Any, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        body = {"upload_id": upload_id, "job_type": job_type, "operations": operations}
+        return self.request("POST", "/media/process", body, headers=headers)
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/media/status/{job_id}")
+
+    def jobs(self, status: str | None = None, limit: int | None = None) -> Any:
+        query = {k: v for k, v in (("status", status), ("limit", limit)) if v}
+        suffix = ("?" + "&".join(f"{k}={v}" for k, v in query.items())) if query else ""
+        return self.request("GET", f"/media/jobs{suffix}")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self.request("POST", f"/media/jobs/{job_id}/cancel")
+
+    def download_info(self, job_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/media/download/{job_id}")
+
+    def wait(
+        self, job_id: str, progress: bool = False, timeout_s: float = 3600, interval_s: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll until the job is terminal, with a progress bar; return the final status."""
+        deadline = time.monotonic() + timeout_s
+        with _bar(progress, 100, f"job {job_id[:8]}", unit="%") as bar:
+            while True:
+                job = self.status(job_id)
+                done = int(job.get("progress") or 0)
+                bar.set_postfix_str(str(job.get("status")))
+                bar.update(max(0, done - bar.n))
+                if job.get("status") in TERMINAL:
+                    return job
+                if time.monotonic() > deadline:
+                    raise ApiError(0, "WAIT_TIMEOUT", f"job {job_id} is still {job.get('status')} after {timeout_s}s")
+                time.sleep(interval_s)
+
+    def download(self, job_id: str, out_dir: Path, progress: bool = False) -> list[Path]:
+        """Save every output of a finished job under ``out_dir/<job_id>/`` (keeping sub-paths)."""
+        info = self.download_info(job_id)
+        target = out_dir / job_id
+        saved: list[Path] = []
+        for output in _outputs(info):
+            url = output.get("url") or output.get("download_url")
+            if not url:
+                continue
+            relative = _relative_name(output, job_id)
+            dest = (target / relative).resolve()
+            if target.resolve() not in dest.parents:  # never write outside the folder
+                raise ApiError(0, "BAD_RESPONSE", f"refusing to write output outside {target}: {relative}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            response = self._send("GET", url, stream=True, timeout=max(self.timeout, 600))
+            if response.status_code >= 300:
+                raise ApiError(response.status_code, "DOWNLOAD_FAILED", f"could not download {relative}")
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with _bar(progress, total, f"download {relative}") as bar, dest.open("wb") as out:
+                for chunk in response.iter_content(CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            saved.append(dest)
+        return saved
+
+    # --- the whole flow ----------------------------------------------------------------------------
+
+    def submit_file(
+        self,
+        path: Path,
+        operations: Any,
+        job_type: str | None = None,
+        idempotency_key: str | None = None,
+        progress: bool = False,
+    ) -> dict[str, Any]:
+        """Upload ``path`` and create its job; return the job."""
+        mime = guess_mime(path)
+        media_type = job_type or media_type_of(mime, path)
+        upload = self.create_upload(path, media_type, mime)
+        self.put_file(upload, path, progress=progress)
+        upload_id = str(upload.get("upload_id") or upload.get("id") or (upload.get("upload") or {}).get("id"))
+        return self.process(upload_id, media_type, operations, idempotency_key or str(uuid.uuid4()))
+
+
+def _outputs(info: dict[str, Any]) -> list[dict[str, Any]]:
+    outputs = info.get("outputs")
+    if outputs is None and isinstance(info.get("job"), dict):
+        outputs = info["job"].get("outputs")
+    return [o for o in outputs or [] if isinstance(o, dict)]
+
+
+def _relative_name(output: dict[str, Any], job_id: str) -> str:
+    """``output/{user}/{job}/hls/720p/seg.ts`` -> ``hls/720p/seg.ts``."""
+    key = str(output.get("key") or output.get("object_key") or output.get("name") or "output")
+    marker = f"/{job_id}/"
+    if marker in key:
+        key = key.split(marker, 1)[1]
+    return key.lstrip("/") or "output"
+
+
+def job_id_of(job: dict[str, Any]) -> str:
+    return str(job.get("job_id") or job.get("id") or (job.get("job") or {}).get("id"))
+
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".avif", ".heic", ".bmp"}
+
+
+def guess_mime(path: Path) -> str:
+    mime, _ = mimetypes.guess_type(path.name)
+    if mime:
+        return mime
+    return {".avif": "image/avif", ".webp": "image/webp", ".mkv": "video/x-matroska"}.get(
+        path.suffix.lower(), "application/octet-stream"
+    )
+
+
+def media_type_of(mime: str, path: Path) -> str:
+    if mime.startswith("image/"):
+        return "IMAGE"
+    if mime.startswith("video/"):
+        return "VIDEO"
+    raise ApiError(0, "UNKNOWN_TYPE", f"cannot tell whether {path.name} ({mime}) is an image or a video; pass --type")
