@@ -1,0 +1,86 @@
+"""The worker's S3 adapter: head, download, upload (with content type and caching), prune.
+
+Only this module talks to boto3; the runner deals in keys and local paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from runtime.shared.aws import client
+from runtime.shared.settings import Settings
+
+#: HLS caching: playlists may be replaced by a re-run, segments are written once per run.
+PLAYLIST_CACHE = "max-age=60"
+SEGMENT_CACHE = "max-age=31536000, immutable"
+UPLOAD_THREADS = 8
+
+
+class ObjectMissing(Exception):
+    """The input object does not exist."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    path: Path
+    key: str
+    content_type: str
+    cache_control: str | None = None
+
+
+def cache_control_for(content_type: str) -> str | None:
+    if content_type == "application/vnd.apple.mpegurl":
+        return PLAYLIST_CACHE
+    if content_type in ("video/mp2t", "video/iso.segment"):
+        return SEGMENT_CACHE
+    return None
+
+
+class S3Storage:
+    def __init__(self, settings: Settings) -> None:
+        self._s3 = client("s3", settings)
+        self.input_bucket = settings.input_bucket
+        self.output_bucket = settings.output_bucket
+
+    def input_size(self, key: str) -> int:
+        """The input object's size; ObjectMissing when it is not there."""
+        try:
+            head = self._s3.head_object(Bucket=self.input_bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise ObjectMissing(key) from err
+            raise
+        return int(head["ContentLength"])
+
+    def download(self, key: str, target: Path) -> None:
+        self._s3.download_file(self.input_bucket, key, str(target))
+
+    def upload_all(self, uploads: Iterable[Upload]) -> None:
+        """Upload in parallel (thousands of segments for a long video); any failure raises."""
+        items = list(uploads)
+
+        def put(item: Upload) -> None:
+            extra: dict[str, Any] = {"ContentType": item.content_type}
+            if item.cache_control:
+                extra["CacheControl"] = item.cache_control
+            self._s3.upload_file(str(item.path), self.output_bucket, item.key, ExtraArgs=extra)
+
+        with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+            for future in [pool.submit(put, item) for item in items]:
+                future.result()
+
+    def prune(self, prefix: str, keep: set[str]) -> int:
+        """Delete objects under ``prefix`` that a re-run no longer produces; return how many."""
+        stale: list[str] = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.output_bucket, Prefix=prefix):
+            stale += [obj["Key"] for obj in page.get("Contents", []) if obj["Key"] not in keep]
+        for start in range(0, len(stale), 1000):
+            batch = [{"Key": key} for key in stale[start : start + 1000]]
+            self._s3.delete_objects(Bucket=self.output_bucket, Delete={"Objects": batch, "Quiet": True})
+        return len(stale)
