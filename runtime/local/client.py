@@ -8,6 +8,8 @@ each with an optional tqdm progress bar.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import mimetypes
 import os
@@ -286,9 +288,12 @@ class Client:
         return self.request("POST", "/media/upload", body)
 
     def put_file(self, upload: dict[str, Any], path: Path, progress: bool = False) -> None:
-        """Send the file to the presigned URL (PUT, or POST form fields) with a progress bar."""
+        """Send the file to the presigned URL (PUT, POST form or multipart parts) with a progress bar."""
         size = path.stat().st_size
         target = upload.get("upload") if isinstance(upload.get("upload"), dict) else upload
+        if isinstance(target.get("multipart"), dict):
+            self._put_parts(target, path, progress)
+            return
         url = target.get("upload_url") or target.get("url") or target.get("presigned_url")
         if not url:
             raise ApiError(0, "BAD_RESPONSE", f"the upload response has no URL: {sorted(target)}")
@@ -309,6 +314,34 @@ class Client:
                 "UPLOAD_FAILED",
                 f"storage refused the upload ({response.status_code}): {response.text.strip()[:300]}",
             )
+
+    def _put_parts(self, upload: dict[str, Any], path: Path, progress: bool) -> None:
+        """A large file: PUT each presigned part, then ask the API to complete (or abort) it."""
+        multipart = upload["multipart"]
+        done: list[dict[str, Any]] = []
+        try:
+            with _bar(progress, path.stat().st_size, f"upload {path.name}") as bar, path.open("rb") as handle:
+                offset = 0
+                for part in sorted(multipart["parts"], key=lambda p: p["part_number"]):
+                    length = int(part["size_bytes"])
+                    handle.seek(offset)
+                    reader = _ProgressReader(io.BytesIO(handle.read(length)), length, bar.update)
+                    response = self._send(
+                        "PUT", part["url"], data=reader, headers={"Content-Length": str(length)}, timeout=600
+                    )
+                    if response.status_code >= 300:
+                        raise ApiError(
+                            response.status_code,
+                            "UPLOAD_FAILED",
+                            f"storage refused part {part['part_number']}: {response.text.strip()[:300]}",
+                        )
+                    done.append({"part_number": part["part_number"], "etag": response.headers.get("ETag", "")})
+                    offset += length
+        except BaseException:
+            with contextlib.suppress(ApiError):
+                self.request("POST", multipart["abort_path"])
+            raise
+        self.request("POST", multipart["complete_path"], {"parts": done})
 
     def process(
         self, upload_id: str, job_type: str, operations: Any, idempotency_key: str | None = None
