@@ -27,6 +27,9 @@ class DatabaseProps:
     #: Subnets of the secret-rotation Lambda (it must reach the Secrets Manager API).
     #: Default: - the VPC's private subnets with egress.
     rotation_subnets: ec2.SubnetSelection | None = None
+    #: PostgreSQL 16 minor version; minor upgrades are then applied automatically.
+    #: Default: - 16.13.
+    engine_version: rds.PostgresEngineVersion = rds.PostgresEngineVersion.VER_16_13
     #: Instance class, e.g. "t4g.micro" or "m7g.large".
     #: Default: - t4g.small.
     instance_type: str = "t4g.small"
@@ -72,6 +75,10 @@ class DatabaseProps:
             raise ValueError(f"rotation_days must be between 1 and 365, got {self.rotation_days}")
         if self.removal_policy not in (RemovalPolicy.RETAIN, RemovalPolicy.SNAPSHOT, RemovalPolicy.DESTROY):
             raise ValueError(f"removal_policy must be RETAIN, SNAPSHOT or DESTROY, got {self.removal_policy}")
+        if self.engine_version.postgres_major_version != "16":
+            raise ValueError(
+                f"engine_version must be a PostgreSQL 16 version, got {self.engine_version.postgres_full_version}"
+            )
         if not self.database_name.isidentifier():
             raise ValueError(f"database_name must be a plain identifier, got {self.database_name!r}")
 
@@ -90,7 +97,7 @@ class Database(Construct):
         self.instance = rds.DatabaseInstance(
             self,
             "Instance",
-            engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_16),
+            engine=rds.DatabaseInstanceEngine.postgres(version=props.engine_version),
             instance_type=ec2.InstanceType(props.instance_type),
             vpc=props.vpc,
             vpc_subnets=props.vpc_subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),

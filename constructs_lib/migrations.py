@@ -94,12 +94,6 @@ class Migrations(Construct):
         )
         framework = self.provider.node.find_child("framework-onEvent")
         acknowledge_lambda_managed_policies(framework, in_vpc=False)  # type: ignore[arg-type]
-        acknowledge(
-            framework,
-            "L1",
-            "The custom resource framework function is the CDK Provider's own Node.js handler; its runtime "
-            "is chosen and updated by aws-cdk-lib.",
-        )
         fn_arn = Stack.of(self).resolve(self.function.function_arn)
         acknowledge(
             framework,

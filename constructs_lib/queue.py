@@ -11,8 +11,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from constructs_lib._nag import acknowledge
-
 #: SQS needs the visibility timeout to cover every retry of a Lambda batch.
 VISIBILITY_TIMEOUT_FACTOR = 6
 
@@ -93,9 +91,10 @@ class JobQueue(Construct):
             self,
             "DeadLetterQueue",
             retention_period=Duration.days(props.dead_letter_retention_period_days),
+            # The dead-letter handler consumes it too, with the dispatcher's timeout.
+            visibility_timeout=Duration.seconds(props.effective_visibility_timeout_seconds),
             **encryption,
         )
-        acknowledge(self.dead_letter_queue, "SQS3", "This queue is itself the dead-letter queue of the job queue.")
         self.queue = sqs.Queue(
             self,
             "Queue",

@@ -12,7 +12,6 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from constructs_lib._grants import INPUT_PREFIX, OUTPUT_PREFIX, grant_object_read, grant_object_write
-from constructs_lib._nag import acknowledge
 
 _ALLOWED_ENCRYPTION = (s3.BucketEncryption.KMS, s3.BucketEncryption.S3_MANAGED)
 
@@ -115,12 +114,6 @@ class Storage(Construct):
                 s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(props.access_logs_expiration_days))
             ],
             **common,
-        )
-        acknowledge(
-            self.access_logs_bucket,
-            "S1",
-            "This bucket is the server access log target of the media buckets; "
-            "logging it would log its own log deliveries.",
         )
         encryption = {
             "encryption": props.encryption,

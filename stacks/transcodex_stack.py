@@ -26,12 +26,23 @@ VPC_ID_KEY = "vpc_id"
 _NOT_FROM_CONTEXT = {"vpc", "worker_image", "api_app_spec"}
 
 
-def _retention(days: Any) -> logs.RetentionDays:
-    for member in logs.RetentionDays:
-        if member.value == int(days):
-            return member
-    allowed = sorted(m.value for m in logs.RetentionDays)
-    raise ValueError(f"log_retention must be a CloudWatch retention in days {allowed}, got {days!r}")
+_RETENTION_DAYS = {
+    "ONE_DAY": 1, "THREE_DAYS": 3, "FIVE_DAYS": 5, "ONE_WEEK": 7, "TWO_WEEKS": 14, "ONE_MONTH": 30,
+    "TWO_MONTHS": 60, "THREE_MONTHS": 90, "FOUR_MONTHS": 120, "FIVE_MONTHS": 150, "SIX_MONTHS": 180,
+    "ONE_YEAR": 365, "THIRTEEN_MONTHS": 400, "EIGHTEEN_MONTHS": 545, "TWO_YEARS": 731, "THREE_YEARS": 1096,
+    "FIVE_YEARS": 1827, "SIX_YEARS": 2192, "SEVEN_YEARS": 2557, "EIGHT_YEARS": 2922, "NINE_YEARS": 3288,
+    "TEN_YEARS": 3653, "INFINITE": 9999,
+}  # fmt: skip
+
+
+def _retention(value: Any) -> logs.RetentionDays:
+    """A CloudWatch retention given as days (30) or as a RetentionDays name ("ONE_MONTH")."""
+    for name, days in _RETENTION_DAYS.items():
+        if str(value).upper() == name or str(value) == str(days):
+            return logs.RetentionDays[name]
+    raise ValueError(
+        f"log_retention must be a CloudWatch retention in days {sorted(_RETENTION_DAYS.values())}, got {value!r}"
+    )
 
 
 def _bool(value: Any) -> bool:

@@ -1,0 +1,221 @@
+"""Security and wiring invariants of the synthesized platform."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import Synth
+
+pytestmark = pytest.mark.xdist_group("infra")
+
+#: Actions that have no resource-level permissions and so legitimately take "*".
+_STAR_RESOURCE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecr:GetAuthorizationToken"}
+
+
+def _statements(synth: Synth) -> list[tuple[str, dict[str, Any]]]:
+    result = []
+    for name, policy in synth.resources("AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            result.append((name, statement))
+    return result
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _policy_of_role(synth: Synth, role_logical_id: str) -> list[dict[str, Any]]:
+    statements = []
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_logical_id} in policy["Properties"]["Roles"]:
+            statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def test_given_default_props_when_synth_then_media_buckets_are_kms_encrypted(synth: Synth) -> None:
+    buckets = synth.resources("AWS::S3::Bucket")
+    media = {k: v for k, v in buckets.items() if "InputBucket" in k or "OutputBucket" in k}
+    assert len(media) == 2
+    for bucket in media.values():
+        rule = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+        assert rule["BucketKeyEnabled"] is True
+
+
+def test_given_default_props_when_synth_then_every_bucket_is_private_encrypted_and_tls_only(synth: Synth) -> None:
+    policies = {
+        json.dumps(p["Properties"]["Bucket"]): p["Properties"]["PolicyDocument"]["Statement"]
+        for p in synth.resources("AWS::S3::BucketPolicy").values()
+    }
+    for name, bucket in synth.resources("AWS::S3::Bucket").items():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }, name
+        assert "BucketEncryption" in props, name
+        statements = policies[json.dumps({"Ref": name})]
+        assert any(
+            s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+            for s in statements
+        ), name
+
+
+def test_given_default_props_when_synth_then_media_buckets_have_lifecycle_cors_logs(synth: Synth) -> None:
+    buckets = synth.resources("AWS::S3::Bucket")
+    (input_bucket,) = (v["Properties"] for k, v in buckets.items() if "InputBucket" in k)
+    (output_bucket,) = (v["Properties"] for k, v in buckets.items() if "OutputBucket" in k)
+    (input_rule,) = input_bucket["LifecycleConfiguration"]["Rules"]
+    assert input_rule["ExpirationInDays"] == 7
+    assert input_rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert {"PUT", "POST"} <= set(input_bucket["CorsConfiguration"]["CorsRules"][0]["AllowedMethods"])
+    assert output_bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    for props in (input_bucket, output_bucket):
+        assert "DestinationBucketName" in props["LoggingConfiguration"]
+
+
+def test_given_default_props_when_synth_then_no_wildcard_action_and_star_resource_only_where_unavoidable(
+    synth: Synth,
+) -> None:
+    for name, statement in _statements(synth):
+        for action in _as_list(statement["Action"]):
+            service_action = action.split(":", 1)[-1]
+            assert "*" not in service_action, f"{name}: {action}"
+        if "*" in _as_list(statement["Resource"]):
+            assert set(_as_list(statement["Action"])) <= _STAR_RESOURCE_ACTIONS, f"{name}: {statement}"
+
+
+def test_given_default_props_when_synth_then_queues_are_encrypted_and_dlq_wired(synth: Synth) -> None:
+    queues = synth.resources("AWS::SQS::Queue")
+    assert len(queues) == 2
+    for queue in queues.values():
+        assert queue["Properties"].get("SqsManagedSseEnabled") or queue["Properties"].get("KmsMasterKeyId")
+    (_main_id, main), (dlq_id, _dlq) = sorted(queues.items(), key=lambda kv: "DeadLetter" in kv[0])
+    redrive = main["Properties"]["RedrivePolicy"]
+    assert redrive == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}, "maxReceiveCount": 5}
+    functions = synth.resources("AWS::Lambda::Function")
+    (queue_function,) = (v for k, v in functions.items() if "QueueFunction" in k)
+    assert main["Properties"]["VisibilityTimeout"] >= 6 * queue_function["Properties"]["Timeout"]
+
+
+def test_given_default_props_when_synth_then_sqs_sources_report_batch_item_failures(synth: Synth) -> None:
+    mappings = synth.resources("AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 2  # the job queue and its dead-letter queue
+    for mapping in mappings.values():
+        assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_given_default_props_when_synth_then_database_is_private_encrypted_and_isolated(synth: Synth) -> None:
+    _, instance = synth.one("AWS::RDS::DBInstance")
+    props = instance["Properties"]
+    assert props["PubliclyAccessible"] is False
+    assert props["StorageEncrypted"] is True
+    assert props["EngineVersion"].startswith("16")
+    assert props["DeletionProtection"] is True
+    assert instance["DeletionPolicy"] == "Retain"
+    _, subnet_group = synth.one("AWS::RDS::DBSubnetGroup")
+    for ref in subnet_group["Properties"]["SubnetIds"]:
+        assert "databaseSubnet" in ref["Ref"], ref
+    _, rotation = synth.one("AWS::SecretsManager::RotationSchedule")
+    assert rotation["Properties"]["RotationRules"]["ScheduleExpression"] == "rate(30 days)"
+
+
+def test_given_default_props_when_synth_then_task_role_reads_input_writes_output_and_reads_db_secret_only(
+    synth: Synth,
+) -> None:
+    _, task_def = synth.one("AWS::ECS::TaskDefinition")
+    role_id = task_def["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    by_action = {}
+    for statement in _policy_of_role(synth, role_id):
+        for action in _as_list(statement["Action"]):
+            by_action[action] = json.dumps(statement["Resource"])
+    assert set(by_action) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+    }
+    assert "InputBucket" in by_action["s3:GetObject"] and "/input/*" in by_action["s3:GetObject"]
+    assert "OutputBucket" in by_action["s3:PutObject"] and "/output/*" in by_action["s3:PutObject"]
+    assert "DatabaseInstanceSecret" in by_action["secretsmanager:GetSecretValue"]
+    (container,) = task_def["Properties"]["ContainerDefinitions"]
+    assert container["Name"] == "worker"
+
+
+def test_given_default_props_when_synth_then_dispatcher_runs_exactly_the_worker_task_and_passes_its_roles(
+    synth: Synth,
+) -> None:
+    task_def_id, task_def = synth.one("AWS::ECS::TaskDefinition")
+    run = [s for _, s in _statements(synth) if "ecs:RunTask" in _as_list(s["Action"])]
+    assert len(run) == 1
+    assert run[0]["Resource"] == {"Ref": task_def_id}
+    passes = [s for _, s in _statements(synth) if "iam:PassRole" in _as_list(s["Action"])]
+    assert len(passes) == 1
+    assert sorted(r["Fn::GetAtt"][0] for r in passes[0]["Resource"]) == sorted(
+        [
+            task_def["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0],
+            task_def["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0],
+        ]
+    )
+
+
+def test_given_default_props_when_synth_then_task_stopped_rule_targets_this_cluster(synth: Synth) -> None:
+    cluster_id, cluster = synth.one("AWS::ECS::Cluster")
+    assert {"Name": "containerInsights", "Value": "enabled"} in cluster["Properties"]["ClusterSettings"]
+    _, rule = synth.one("AWS::Events::Rule")
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.ecs"]
+    assert pattern["detail-type"] == ["ECS Task State Change"]
+    assert pattern["detail"] == {"clusterArn": [{"Fn::GetAtt": [cluster_id, "Arn"]}], "lastStatus": ["STOPPED"]}
+
+
+def test_given_chalice_routes_when_synth_then_each_route_is_a_native_proxy_method(synth: Synth) -> None:
+    from constructs_lib.api import load_app_spec
+
+    spec = load_app_spec()
+    methods = synth.resources("AWS::ApiGateway::Method")
+    non_options = [m for m in methods.values() if m["Properties"]["HttpMethod"] != "OPTIONS"]
+    assert len(non_options) == sum(len(r.methods) for r in spec.routes)
+    for method in non_options:
+        assert method["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+        assert "RequestValidatorId" in method["Properties"]
+    for resource in synth.resources("AWS::ApiGateway::Resource").values():
+        assert "+" not in resource["Properties"]["PathPart"]
+    _, stage = synth.one("AWS::ApiGateway::Stage")
+    assert stage["Properties"]["TracingEnabled"] is True
+    assert "AccessLogSetting" in stage["Properties"]
+    assert stage["Properties"]["MethodSettings"][0]["ThrottlingRateLimit"] == 100
+
+
+def test_given_default_props_when_synth_then_functions_run_in_vpc_with_traces(synth: Synth) -> None:
+    ours = {k: v for k, v in synth.resources("AWS::Lambda::Function").items() if "framework" not in k}
+    assert len(ours) == 5  # api, 3 dispatcher handlers, migrations
+    for name, function in ours.items():
+        assert function["Properties"]["VpcConfig"]["SubnetIds"], name
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
+        assert function["Properties"]["Runtime"].startswith("python3."), name
+
+
+def test_given_default_props_when_synth_then_migrations_rerun_on_content_hash(synth: Synth) -> None:
+    from constructs_lib.migrations import migrations_hash
+
+    _, resource = synth.one("Custom::TranscodexMigrations")
+    assert resource["Properties"]["MigrationsHash"] == migrations_hash()
+
+
+def test_given_skipped_bundling_when_synth_then_template_refuses_deployment(synth: Synth) -> None:
+    assert "BundlingSkipped" in synth.template["Rules"]
+
+
+def test_given_default_props_when_synth_then_outputs_name_api_buckets_and_cluster(synth: Synth) -> None:
+    outputs = " ".join(synth.template["Outputs"])
+    for name in ("ApiUrl", "InputBucketName", "OutputBucketName", "ClusterName"):
+        assert name in outputs
