@@ -1,0 +1,115 @@
+"""LocalProcessLauncher: the local platform's stand-in for ECS, with bounded concurrency and
+every exited worker reaped once so a crashed worker's job ends FAILED."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.dispatcher.core import Outcome, dispatch, task_stopped
+from runtime.dispatcher.launchers import (
+    DEFAULT_COMMAND,
+    Launcher,
+    LaunchError,
+    LaunchRequest,
+    LocalProcessLauncher,
+)
+from runtime.shared import db as dbm
+from runtime.shared.status import ErrorCode, JobStatus
+from tests.dispatcher.conftest import body_for, get_job
+
+
+def test_given_the_default_command_then_it_runs_the_worker_module_with_the_job_id() -> None:
+    launcher = LocalProcessLauncher()
+
+    assert isinstance(launcher, Launcher)
+    assert list(DEFAULT_COMMAND) == [sys.executable, "-m", "runtime.worker", "--job-id", "{job_id}"]
+
+
+def test_given_one_slot_when_a_second_worker_is_launched_then_it_is_refused_until_the_first_is_reaped(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "ran"
+    launcher = LocalProcessLauncher(
+        max_workers=1,
+        command=[sys.executable, "-c", "import sys, pathlib; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])",
+                 str(marker), "{job_id}"],
+    )  # fmt: skip
+
+    task_id = launcher.launch(LaunchRequest(job_id="job-a", user_id="u"))
+    assert (launcher.running, launcher.free_slots) == (1, 0)
+    with pytest.raises(LaunchError) as refused:
+        launcher.launch(LaunchRequest(job_id="job-b", user_id="u"))
+    finished = launcher.wait(timeout=30)
+
+    assert refused.value.code == "NO_CAPACITY" and refused.value.throttled
+    assert task_id.startswith("local:")
+    assert [(f.job_id, f.task_id, f.exit_code) for f in finished] == [("job-a", task_id, 0)]
+    assert marker.read_text() == "job-a"
+    assert (launcher.running, launcher.free_slots) == (0, 1)
+    assert launcher.poll() == []  # reaped exactly once
+
+
+def test_given_a_missing_executable_when_launching_then_a_launch_error_is_raised() -> None:
+    launcher = LocalProcessLauncher(command=["/nonexistent/transcodex-worker", "{job_id}"])
+
+    with pytest.raises(LaunchError) as err:
+        launcher.launch(LaunchRequest(job_id="j", user_id="u"))
+
+    assert err.value.code == "SPAWN_FAILED"
+    assert launcher.running == 0
+
+
+def test_given_a_worker_that_crashes_when_reaped_then_its_job_fails_with_the_exit_code(
+    db: dbm.Database, make_job: Any
+) -> None:
+    launcher = LocalProcessLauncher(command=[sys.executable, "-c", "raise SystemExit(3)", "{job_id}"])
+    job = make_job()
+
+    assert dispatch(db, launcher, body_for(job)) is Outcome.LAUNCHED
+    task_id = get_job(db, job["id"])["task_arn"]
+    [finished] = launcher.wait(timeout=30)
+    failed = task_stopped(db, finished.to_stopped_task())
+
+    assert task_id.startswith("local:") and finished.task_id == task_id
+    assert failed is not None
+    stored = get_job(db, job["id"])
+    assert (stored["status"], stored["error_code"]) == (JobStatus.FAILED, ErrorCode.TASK_STOPPED)
+    assert "exited with code 3" in stored["error_message"]
+
+
+def test_given_a_running_worker_when_stopped_then_it_is_killed_and_its_job_fails_naming_the_signal(
+    db: dbm.Database, make_job: Any
+) -> None:
+    launcher = LocalProcessLauncher(command=["sleep", "30"])
+    job = make_job()
+    assert dispatch(db, launcher, body_for(job)) is Outcome.LAUNCHED
+    with db.connection() as conn:
+        dbm.transition(conn, str(job["id"]), JobStatus.RUNNING)
+
+    [stopped] = launcher.shutdown(grace_seconds=5)
+    task_stopped(db, stopped.to_stopped_task())
+
+    assert stopped.exit_code == -15
+    stored = get_job(db, job["id"])
+    assert stored["status"] == JobStatus.FAILED
+    assert "killed by signal 15" in stored["error_message"]
+
+
+def test_given_a_worker_that_recorded_success_when_it_exits_then_the_job_stays_succeeded(
+    db: dbm.Database, make_job: Any
+) -> None:
+    launcher = LocalProcessLauncher(command=[sys.executable, "-c", "pass", "{job_id}"])
+    job = make_job()
+    assert dispatch(db, launcher, body_for(job)) is Outcome.LAUNCHED
+    with db.connection() as conn:
+        dbm.transition(conn, str(job["id"]), JobStatus.RUNNING)
+        dbm.transition(conn, str(job["id"]), JobStatus.SUCCEEDED)
+
+    [finished] = launcher.wait(timeout=30)
+
+    assert task_stopped(db, finished.to_stopped_task()) is None
+    assert get_job(db, job["id"])["status"] == JobStatus.SUCCEEDED
