@@ -1,0 +1,101 @@
+"""One error shape for every answer the API gives: ``{"error": {"code", "message", "details"}}``.
+
+Handlers raise :class:`ApiError`; the route wrapper turns it into a response, and the HTTP
+middleware rewrites the errors Chalice produces itself (405, 415, its own view errors) into
+the same shape, so a client parses exactly one format.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from chalice import Response
+
+
+class ApiError(Exception):
+    """A client-visible error: HTTP status, a stable machine code, a message a person can act on."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    def to_response(self, headers: dict[str, str] | None = None) -> Response:
+        return error_response(self.status, self.code, self.message, self.details, headers)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date | uuid.UUID):
+        return str(value) if isinstance(value, uuid.UUID) else value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes | set | frozenset | tuple):
+        return list(value) if not isinstance(value, bytes) else value.decode("utf-8", "replace")
+    return str(value)
+
+
+def dumps(body: Any) -> str:
+    """JSON for API bodies: datetimes as ISO 8601 (UTC ``Z``), UUIDs as strings."""
+    return json.dumps(body, default=_default, separators=(",", ":"), ensure_ascii=False)
+
+
+BASE_HEADERS = {
+    "Content-Type": "application/json",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(body=dumps(body), status_code=status, headers={**BASE_HEADERS, **(headers or {})})
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    return json_response(status, error_body(code, message, details), headers)
+
+
+#: Chalice's own error codes (``{"Code": ..., "Message": ...}``) -> ours.
+_CHALICE_CODES = {
+    "MethodNotAllowedError": "METHOD_NOT_ALLOWED",
+    "UnsupportedMediaType": "UNSUPPORTED_MEDIA_TYPE",
+    "BadRequestError": "BAD_REQUEST",
+    "BadRequest": "BAD_REQUEST",
+    "UnauthorizedError": "UNAUTHORIZED",
+    "ForbiddenError": "FORBIDDEN",
+    "NotFoundError": "NOT_FOUND",
+    "ConflictError": "CONFLICT",
+    "UnprocessableEntityError": "UNPROCESSABLE",
+    "TooManyRequestsError": "TOO_MANY_REQUESTS",
+    "RequestTimeoutError": "REQUEST_TIMEOUT",
+    "InternalServerError": "INTERNAL_ERROR",
+}
+
+
+def normalise(response: Response) -> Response:
+    """Rewrite a Chalice-generated error body into our shape (leaves ours untouched)."""
+    body = response.body
+    if isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        code = _CHALICE_CODES.get(str(body["Code"]), "ERROR")
+        message = str(body["Message"])
+        if code == "INTERNAL_ERROR":
+            message = "an internal error occurred; it has been logged"
+        details: dict[str, Any] = {}
+        if "Allow" in response.headers:
+            details["allowed_methods"] = [m.strip() for m in response.headers["Allow"].split(",")]
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+        return error_response(response.status_code, code, message, details, headers)
+    return response

@@ -1,0 +1,178 @@
+"""HLS playback through the API: a player gets playlists from the API and segments straight
+from S3.
+
+The master playlist is served with every playlist URI it references rewritten to this API's
+variant route (by position in the master, so any layout the worker writes works); a variant
+playlist is served with every segment URI (and ``EXT-X-MAP``/``EXT-X-KEY`` URIs) rewritten
+to a presigned S3 GET URL. Players cannot send headers, so both routes are authorised by a
+short-lived playback token in the query string, scoped to one job of one user.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runtime.api.chalicelib import tokens
+from runtime.api.chalicelib.accounts import Principal
+from runtime.api.chalicelib.deps import Deps
+from runtime.api.chalicelib.errors import ApiError
+from runtime.shared.status import JobStatus
+
+MAX_PLAYLIST_BYTES = 1024 * 1024
+#: Segment URLs must outlive a full viewing of the longest accepted video.
+SEGMENT_URL_TTL_SECONDS = tokens.PLAYBACK_TTL_SECONDS
+CONTENT_TYPE = "application/vnd.apple.mpegurl"
+_URI_ATTR = re.compile(r'URI="([^"]*)"')
+#: Tags whose URI attribute names another playlist (master) or a resource (variant).
+_MASTER_URI_TAGS = ("#EXT-X-MEDIA:", "#EXT-X-I-FRAME-STREAM-INF:")
+_VARIANT_URI_TAGS = ("#EXT-X-MAP:", "#EXT-X-KEY:", "#EXT-X-PART:", "#EXT-X-PRELOAD-HINT:")
+
+
+def playback_path(job_id: str) -> str:
+    return f"/media/playback/{job_id}/master.m3u8"
+
+
+def playback_url(deps: Deps, base: str, user_id: str, job_id: str) -> str:
+    token = tokens.playback_token(user_id, job_id, deps.jwt_secret)
+    return f"{base}{playback_path(job_id)}?token={quote(token, safe='')}"
+
+
+def authorise(deps: Deps, job_id: str, token: str | None, principal: Principal | None) -> str:
+    """The user the request acts for: from the playback token (scoped to this job) or a principal."""
+    if token:
+        try:
+            claims = tokens.read_playback_token(token, deps.jwt_secret)
+        except tokens.TokenError as err:
+            raise ApiError(401, "TOKEN_EXPIRED" if err.expired else "INVALID_TOKEN", str(err)) from None
+        if claims.job_id != job_id:
+            # A token for another job proves nothing about this one.
+            raise ApiError(404, "JOB_NOT_FOUND", "no playable job has this id", {"job_id": job_id})
+        return claims.user_id
+    if principal is None:
+        raise ApiError(401, "UNAUTHENTICATED", "playback needs ?token=… (from GET /media/download) or credentials")
+    return principal.user_id
+
+
+def _is_relative(uri: str) -> bool:
+    return bool(uri) and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri) and not uri.startswith("/")
+
+
+def _resolve(job_prefix: str, playlist_key: str, uri: str) -> str | None:
+    """The object key a relative URI names, if it stays inside the job's output folder."""
+    path = uri.split("?", 1)[0].split("#", 1)[0]
+    key = posixpath.normpath(posixpath.join(posixpath.dirname(playlist_key), path))
+    return key if key.startswith(job_prefix) else None
+
+
+def _job_and_master(deps: Deps, user_id: str, job_id: str) -> tuple[dict[str, Any], str]:
+    with deps.db.connection() as conn:
+        job = conn.execute(
+            "SELECT id, user_id, status FROM jobs WHERE id = %s AND user_id = %s", (job_id, user_id)
+        ).fetchone()
+        if job is None:
+            raise ApiError(404, "JOB_NOT_FOUND", "no playable job has this id", {"job_id": job_id})
+        if job["status"] != JobStatus.SUCCEEDED.value:
+            raise ApiError(
+                409,
+                "JOB_NOT_FINISHED",
+                f"the job is {job['status']}; it plays once it has SUCCEEDED",
+                {"status": job["status"]},
+            )
+        master = conn.execute(
+            "SELECT object_key FROM job_outputs WHERE job_id = %s AND role = 'hls-master' ORDER BY object_key LIMIT 1",
+            (job_id,),
+        ).fetchone()
+    if master is None:
+        raise ApiError(404, "NO_HLS_OUTPUT", "this job produced no HLS stream", {"job_id": job_id})
+    return job, str(master["object_key"])
+
+
+def _read(deps: Deps, key: str) -> str:
+    try:
+        obj = deps.s3.get_object(Bucket=deps.settings.output_bucket, Key=key)
+        if int(obj.get("ContentLength") or 0) > MAX_PLAYLIST_BYTES:
+            raise ApiError(502, "PLAYLIST_TOO_LARGE", "the stored playlist is too large to serve")
+        return obj["Body"].read(MAX_PLAYLIST_BYTES + 1).decode("utf-8", "replace")
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            raise ApiError(404, "PLAYLIST_NOT_FOUND", "the playlist is missing from storage") from None
+        raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
+    except BotoCoreError:
+        raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
+
+
+def _master_uris(text: str) -> list[str]:
+    """Every relative playlist URI the master references, in order of first appearance."""
+    uris: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        found: list[str] = []
+        if stripped and not stripped.startswith("#"):
+            found = [stripped]
+        elif stripped.startswith(_MASTER_URI_TAGS):
+            found = _URI_ATTR.findall(stripped)
+        uris += [u for u in found if _is_relative(u) and u not in uris]
+    return uris
+
+
+def _rewrite(text: str, tags: tuple[str, ...], rewrite: Callable[[str], str]) -> str:
+    out = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            out.append(rewrite(stripped) if _is_relative(stripped) else stripped)
+        elif stripped.startswith(tags):
+            out.append(
+                _URI_ATTR.sub(
+                    lambda m: f'URI="{rewrite(m.group(1)) if _is_relative(m.group(1)) else m.group(1)}"', stripped
+                )
+            )
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def master(deps: Deps, user_id: str, job_id: str, base: str, token: str) -> str:
+    _job, master_key = _job_and_master(deps, user_id, job_id)
+    text = _read(deps, master_key)
+    if not text.lstrip().startswith("#EXTM3U"):
+        raise ApiError(502, "INVALID_PLAYLIST", "the stored master playlist is not an HLS playlist")
+    index = {uri: n for n, uri in enumerate(_master_uris(text))}
+    suffix = f"?token={quote(token, safe='')}" if token else ""
+    return _rewrite(
+        text, _MASTER_URI_TAGS, lambda uri: f"{base}/media/playback/{job_id}/{index[uri]}/index.m3u8{suffix}"
+    )
+
+
+def variant(deps: Deps, user_id: str, job_id: str, number: str) -> str:
+    job, master_key = _job_and_master(deps, user_id, job_id)
+    if not number.isdigit() or len(number) > 4:
+        raise ApiError(404, "PLAYLIST_NOT_FOUND", "no such variant playlist")
+    uris = _master_uris(_read(deps, master_key))
+    if int(number) >= len(uris):
+        raise ApiError(404, "PLAYLIST_NOT_FOUND", "no such variant playlist", {"variants": len(uris)})
+    prefix = f"output/{job['user_id']}/{job['id']}/"
+    variant_key = _resolve(prefix, master_key, uris[int(number)])
+    if variant_key is None:
+        raise ApiError(404, "PLAYLIST_NOT_FOUND", "the variant playlist lies outside the job's outputs")
+    text = _read(deps, variant_key)
+    s3 = deps.s3
+    bucket = deps.settings.output_bucket
+
+    def presign(uri: str) -> str:
+        key = _resolve(prefix, variant_key, uri)
+        if key is None:
+            return uri
+        return str(
+            s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=SEGMENT_URL_TTL_SECONDS
+            )
+        )
+
+    return _rewrite(text, _VARIANT_URI_TAGS, presign)

@@ -1,0 +1,120 @@
+"""Reading requests safely: JSON bodies validated against the same JSON Schemas the OpenAPI
+document publishes, query parameters, ids, client address and the public base URL."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from functools import lru_cache
+from typing import Any
+from urllib.parse import unquote
+
+from chalice.app import Request
+from jsonschema import Draft7Validator
+
+from runtime.api.chalicelib.errors import ApiError
+
+#: Largest JSON body accepted; every body the API takes is small.
+MAX_BODY_BYTES = 64 * 1024
+
+
+@lru_cache(maxsize=64)
+def _validator(schema_json: str) -> Draft7Validator:
+    return Draft7Validator(json.loads(schema_json))
+
+
+def _problem(error: Any) -> dict[str, Any]:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        unknown = sorted(str(k) for k in error.instance if k not in known)
+        return {
+            "field": ".".join(filter(None, [path, unknown[0] if len(unknown) == 1 else ""])) or path,
+            "message": f"unknown field(s): {', '.join(unknown)}",
+            "unknown": unknown,
+            "allowed": sorted(known),
+        }
+    if error.validator == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        name = missing[0] if missing else ""
+        return {"field": ".".join(filter(None, [path, name])), "message": f"'{name}' is required"}
+    problem: dict[str, Any] = {"field": path, "message": error.message[:300]}
+    if error.validator in ("enum", "minLength", "maxLength", "minimum", "maximum", "pattern", "type", "maxItems"):
+        problem["constraint"] = {error.validator: error.validator_value}
+    return problem
+
+
+def validate(data: Any, schema: dict[str, Any]) -> None:
+    """Raise 400 INVALID_BODY listing every problem (missing, unknown, wrong type, out of range)."""
+    errors = sorted(
+        _validator(json.dumps(schema, sort_keys=True)).iter_errors(data), key=lambda e: list(e.absolute_path)
+    )
+    if errors:
+        problems = [_problem(e) for e in errors[:20]]
+        raise ApiError(
+            400, "INVALID_BODY", "the request body is invalid: " + problems[0]["message"], {"problems": problems}
+        )
+
+
+def json_body(request: Request, schema: dict[str, Any] | None, *, required: bool = True) -> dict[str, Any]:
+    """The request's JSON object, validated. An empty body counts as ``{}`` when not required."""
+    raw = request.raw_body or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"the request body must be at most {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        if required:
+            raise ApiError(400, "BODY_REQUIRED", "this request needs a JSON object body")
+        data: Any = {}
+    else:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ApiError(400, "MALFORMED_JSON", f"the request body is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "INVALID_BODY", f"the request body must be a JSON object, got {type(data).__name__}")
+    if schema is not None:
+        validate(data, schema)
+    return data
+
+
+def query(request: Request) -> dict[str, str]:
+    return dict(request.query_params or {})
+
+
+def parse_id(value: str, what: str = "id") -> str:
+    """A canonical UUID, or 400 INVALID_ID (ids in paths are UUIDs)."""
+    try:
+        return str(uuid.UUID(unquote(value)))
+    except (ValueError, AttributeError, TypeError):
+        raise ApiError(400, "INVALID_ID", f"{what} must be a UUID, got {value[:60]!r}", {"field": what}) from None
+
+
+def header(request: Request, name: str) -> str | None:
+    value = request.headers.get(name)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def client_ip(request: Request) -> str | None:
+    identity = (request.context or {}).get("identity") or {}
+    return identity.get("sourceIp") or None
+
+
+def user_agent(request: Request) -> str | None:
+    agent = header(request, "user-agent")
+    return agent[:512] if agent else None
+
+
+def base_url(request: Request, override: str | None = None) -> str:
+    """The absolute URL of the API root as the caller reached it (Host, scheme, API Gateway stage)."""
+    if override:
+        return override
+    host = header(request, "host") or "localhost"
+    if not re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", host):
+        host = "localhost"
+    proto = (header(request, "x-forwarded-proto") or "").split(",")[0].strip().lower()
+    if proto not in ("http", "https"):
+        proto = "https" if host.endswith(".amazonaws.com") else "http"
+    stage = (request.context or {}).get("stage") or ""
+    prefix = f"/{stage}" if stage and host.endswith(".amazonaws.com") else ""
+    return f"{proto}://{host}{prefix}"

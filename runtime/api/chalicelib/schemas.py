@@ -1,0 +1,234 @@
+"""JSON Schemas of request bodies (used to validate them AND published in /openapi.json, so
+the document cannot drift from what the API accepts) and of the main responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+
+
+def obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+UUID = {"type": "string", "format": "uuid"}
+TIMESTAMP = {"type": "string", "format": "date-time"}
+
+# --- requests ---------------------------------------------------------------------------------
+
+CREATE_USER = obj(
+    {
+        "name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100,
+            "pattern": r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$",
+        },
+        # The seed's bounds: username 6-18 characters.
+        "username": {"type": "string", "minLength": 6, "maxLength": 18, "pattern": r"^[^\s\x00-\x1f\x7f]+$"},
+        "email": {
+            "type": "string",
+            "maxLength": 254,
+            "pattern": r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$",
+        },
+        # The seed allowed 6-30; longer passphrases are accepted too.
+        "password": {"type": "string", "minLength": 6, "maxLength": 128},
+    },
+    ["name", "username", "email", "password"],
+)
+
+CREATE_SESSION = obj(
+    {
+        "email": {"type": "string", "minLength": 1, "maxLength": 254},
+        "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+    },
+    ["email", "password"],
+)
+
+REFRESH_SESSION = obj({"refresh_token": {"type": "string", "minLength": 1, "maxLength": 4096}})
+
+CREATE_API_KEY = obj(
+    {
+        "name": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": NO_CONTROL},
+        "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 3650},
+    }
+)
+
+CREATE_UPLOAD = obj(
+    {
+        "file_name": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_CONTROL},
+        "file_type": {"type": "string", "enum": ["IMAGE", "VIDEO", "image", "video"]},
+        "mime_type": {"type": "string", "minLength": 3, "maxLength": 127, "pattern": r"^[A-Za-z]+/[A-Za-z0-9.+-]+$"},
+        "size_bytes": {"type": "integer", "minimum": 1, "maximum": 5 * 1024**4},
+        "multipart": {"type": "boolean"},
+    },
+    ["file_name", "file_type", "mime_type"],
+)
+
+COMPLETE_UPLOAD = obj(
+    {
+        "parts": {
+            "type": "array",
+            "maxItems": 10000,
+            "items": obj(
+                {
+                    "part_number": {"type": "integer", "minimum": 1, "maximum": 10000},
+                    "etag": {"type": "string", "minLength": 1, "maxLength": 128},
+                },
+                ["part_number", "etag"],
+            ),
+        }
+    }
+)
+
+PROCESS = obj(
+    {
+        "job_type": {"type": "string", "maxLength": 16},
+        "upload_id": {"type": "string", "maxLength": 64},
+        # The seed's object ({"ROTATE": "180"}) or a list of {"op": ...}; the job contract
+        # validates every operation and field.
+        "operations": {"anyOf": [{"type": "object"}, {"type": "array", "maxItems": 50}]},
+    },
+    ["job_type", "upload_id", "operations"],
+)
+
+# --- responses --------------------------------------------------------------------------------
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}},
+        }
+    },
+}
+
+MESSAGE = {"type": "object", "properties": {"message": {"type": "string"}}}
+HEALTH = {"type": "object", "properties": {"status": {"type": "string"}}}
+
+USER = {
+    "type": "object",
+    "properties": {
+        "id": UUID,
+        "name": {"type": "string"},
+        "username": {"type": "string"},
+        "email": {"type": "string"},
+        "password": {"nullable": True, "description": "always null (present for the seed's clients)"},
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    },
+}
+
+TOKENS = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string"},
+        "access_token": {"type": "string"},
+        "refresh_token": {"type": "string"},
+        "token_type": {"type": "string"},
+        "expires_in": {"type": "integer"},
+        "session_id": UUID,
+        "user_id": UUID,
+    },
+}
+
+SESSION = {
+    "type": "object",
+    "properties": {
+        "id": UUID,
+        "valid": {"type": "boolean"},
+        "user_agent": {"type": "string", "nullable": True},
+        "ip": {"type": "string", "nullable": True},
+        "user_id": UUID,
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+        "expires_at": TIMESTAMP,
+        "current": {"type": "boolean"},
+    },
+}
+
+API_KEY = {
+    "type": "object",
+    "properties": {
+        "id": UUID,
+        "name": {"type": "string"},
+        "prefix": {"type": "string"},
+        "enabled": {"type": "boolean"},
+        "key": {"type": "string", "description": "the secret, returned once at creation"},
+        "user_id": UUID,
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+        "last_used_at": {"type": "string", "format": "date-time", "nullable": True},
+        "expires_at": {"type": "string", "format": "date-time", "nullable": True},
+    },
+}
+
+UPLOAD = {
+    "type": "object",
+    "properties": {
+        "upload_id": UUID,
+        "status": {"type": "string", "enum": ["PENDING", "UPLOADED", "ABORTED", "EXPIRED"]},
+        "presigned_url": {"type": "string", "nullable": True, "description": "PUT the file here with `headers`"},
+        "method": {"type": "string"},
+        "headers": {"type": "object"},
+        "expires_in": {"type": "integer"},
+        "max_bytes": {"type": "integer"},
+        "presigned_post": {"type": "object", "nullable": True, "description": "alternative browser form upload"},
+        "multipart": {"type": "object", "nullable": True},
+        "key": {"type": "string"},
+    },
+}
+
+JOB = {
+    "type": "object",
+    "properties": {
+        "job_id": UUID,
+        "processing_job_id": UUID,
+        "media_id": UUID,
+        "upload_id": UUID,
+        "job_type": {"type": "string", "enum": ["IMAGE", "VIDEO"]},
+        "operations": {"type": "array", "items": {"type": "object"}},
+        "status": {"type": "string", "enum": ["QUEUED", "DISPATCHED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        "error": {"type": "object", "nullable": True},
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    },
+}
+
+JOB_LIST = {
+    "type": "object",
+    "properties": {"items": {"type": "array", "items": JOB}, "next_cursor": {"type": "string", "nullable": True}},
+}
+
+DOWNLOAD = {
+    "type": "object",
+    "properties": {
+        "job_id": UUID,
+        "status": {"type": "string"},
+        "expires_in": {"type": "integer"},
+        "result_url": {"type": "string", "nullable": True},
+        "playback_url": {"type": "string", "nullable": True, "description": "HLS master playlist through the API"},
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "role": {"type": "string"},
+                    "name": {"type": "string"},
+                    "url": {"type": "string"},
+                    "mime": {"type": "string"},
+                    "bytes": {"type": "integer"},
+                    "playback_url": {"type": "string", "nullable": True},
+                },
+            },
+        },
+    },
+}
