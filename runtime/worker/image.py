@@ -291,6 +291,7 @@ def process_image(
         fmt = ctx.output_format or header.writable_format or "jpeg"
         image = _prepare_for(fmt, image)
         ext, mime = FORMATS[fmt]
+        out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / f"image.{ext}"
         stop: list[BaseException] = []
 

@@ -84,8 +84,16 @@ class ProgressReporter:
             raise Cancelled(f"job is {status}")
 
 
-def run_job(job_id: str, settings: Settings, database: jobs_db.Database) -> JobStatus:
-    """Run one job to a terminal status and return it (or RUNNING if another worker has it)."""
+def run_job(
+    job_id: str,
+    settings: Settings,
+    database: jobs_db.Database,
+    progress_interval: float = 2.0,
+    check_interval: float = 5.0,
+) -> JobStatus:
+    """Run one job to a terminal status and return it (or RUNNING if another worker has it).
+
+    ``progress_interval``/``check_interval`` bound progress writes (see ProgressReporter)."""
     with bind(job_id=job_id):
         with database.connection() as conn:
             job = jobs_db.get_job(conn, job_id)
@@ -100,7 +108,7 @@ def run_job(job_id: str, settings: Settings, database: jobs_db.Database) -> JobS
         log.info("job claimed", extra={"job_type": job["job_type"]})
         started = time.monotonic()
         scratch = Path(tempfile.mkdtemp(prefix="transcodex-job-"))
-        reporter = ProgressReporter(database, job_id)
+        reporter = ProgressReporter(database, job_id, progress_interval, check_interval)
         try:
             outputs = _execute(claimed, settings, database, scratch, reporter, started)
             return _succeed(database, job_id, outputs, started)
