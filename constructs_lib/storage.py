@@ -85,6 +85,9 @@ class Storage(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, props: StorageProps | None = None) -> None:
         super().__init__(scope, construct_id)
+        # ACLs are disabled (BUCKET_OWNER_ENFORCED): log delivery must be granted by bucket policy,
+        # whatever the consuming app's feature flags say.
+        self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
         props = props or StorageProps()
         props.validate()
         self.props = props
