@@ -51,13 +51,16 @@ class Outcome(StrEnum):
     RELEASED = "RELEASED"
     #: Another dispatcher holds a fresh claim on the job; look again later.
     CLAIM_IN_FLIGHT = "CLAIM_IN_FLIGHT"
+    #: RunTask's outcome is unknown (timeout, 5xx): the claim is kept and taken over once stale,
+    #: re-using the clientToken, so a task that did start is not started twice.
+    UNCERTAIN = "UNCERTAIN"
     #: The body is not a job message.
     MALFORMED = "MALFORMED"
 
     @property
     def retry(self) -> bool:
         """True when the record must be reported failed so SQS redelivers it (or dead-letters it)."""
-        return self in (Outcome.RELEASED, Outcome.CLAIM_IN_FLIGHT, Outcome.MALFORMED)
+        return self in (Outcome.RELEASED, Outcome.CLAIM_IN_FLIGHT, Outcome.UNCERTAIN, Outcome.MALFORMED)
 
 
 # --- dispatch ---------------------------------------------------------------------------------
@@ -128,6 +131,12 @@ def _dispatch_job(db: dbm.Database, launcher: Launcher, job_id: str, claim_timeo
     try:
         task_id = launcher.launch(request)
     except LaunchError as err:
+        if err.ambiguous:
+            log.error(
+                "RunTask outcome unknown; keeping the claim for a retry with the same client token",
+                extra={"error_code": err.code, "error": err.message, "attempt": request.attempt},
+            )
+            return Outcome.UNCERTAIN
         with db.connection() as conn:
             released = dbm.transition(conn, job_id, JobStatus.QUEUED, from_statuses=[JobStatus.DISPATCHED])
         log.warning(

@@ -47,17 +47,20 @@ class LaunchRequest:
 
 
 class LaunchError(Exception):
-    """The worker could not be started. The caller releases the claim so the job is retried.
+    """The worker was not (or not knowingly) started; the job is retried.
 
     ``code`` is machine-readable (an AWS error code, ``RUN_TASK_FAILURES``, ``NO_CAPACITY``…);
     ``throttled`` marks load (throttling, capacity) as opposed to configuration problems.
     """
 
-    def __init__(self, code: str, message: str, *, throttled: bool = False) -> None:
+    def __init__(self, code: str, message: str, *, throttled: bool = False, ambiguous: bool = False) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.throttled = throttled
+        #: The request may have started a worker (a timeout, a 5xx): the claim must be kept, so
+        #: the retry re-uses the same clientToken and ECS returns that worker instead of a second.
+        self.ambiguous = ambiguous
 
 
 @runtime_checkable
@@ -154,9 +157,12 @@ class EcsLauncher:
             code = str(error.get("Code") or "ClientError")
             message = str(error.get("Message") or err)
             throttled = code in THROTTLING_CODES or "rate exceeded" in message.lower()
-            raise LaunchError(code, message, throttled=throttled) from err
-        except BotoCoreError as err:  # connection errors, timeouts: nothing known to be started
-            raise LaunchError(type(err).__name__, str(err), throttled=True) from err
+            status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            raise LaunchError(code, message, throttled=throttled, ambiguous=status >= 500) from err
+        except BotoCoreError as err:
+            # Connection errors and read timeouts (after botocore's own retries): RunTask may
+            # have started a task whose answer was lost.
+            raise LaunchError(type(err).__name__, str(err), ambiguous=True) from err
         failures = response.get("failures") or []
         tasks = response.get("tasks") or []
         if failures or not tasks:

@@ -212,3 +212,28 @@ def _any_params() -> dict[str, Any]:
         "clientToken": ANY,
         "launchType": "FARGATE",
     }
+
+
+def test_given_runtask_outcome_unknown_when_dispatched_then_the_claim_is_kept_and_retried_with_the_same_token(
+    stubbed: tuple[EcsLauncher, Stubber], db: dbm.Database, make_job: Any
+) -> None:
+    launcher, stubber = stubbed
+    job = make_job()
+    stubber.add_client_error(
+        "run_task", service_error_code="ServerException", service_message="internal error", http_status_code=500
+    )
+    stubber.add_response(
+        "run_task",
+        {"tasks": [{"taskArn": task_arn(job)}], "failures": []},
+        {**_any_params(), "clientToken": f"{job['id']}-1"},  # if the first call did start it, ECS returns it
+    )
+
+    first = dispatch(db, launcher, body_for(job), claim_timeout_seconds=900)
+    after_first = get_job(db, job["id"])
+    too_soon = dispatch(db, launcher, body_for(job), claim_timeout_seconds=900)
+    stale = dispatch(db, launcher, body_for(job), claim_timeout_seconds=0)
+
+    assert (first, too_soon, stale) == (Outcome.UNCERTAIN, Outcome.CLAIM_IN_FLIGHT, Outcome.LAUNCHED)
+    assert (after_first["status"], after_first["task_arn"]) == (JobStatus.DISPATCHED, None)
+    stored = get_job(db, job["id"])
+    assert (stored["task_arn"], stored["dispatch_count"]) == (task_arn(job), 1)
