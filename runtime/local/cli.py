@@ -112,8 +112,9 @@ def _items(body: Any, *names: str) -> list[Any]:
 
 def summarise_job(job: dict[str, Any]) -> str:
     line = f"{job_id_of(job)}  {job.get('job_type', ''):<5}  {job.get('status', ''):<10} {job.get('progress', 0):>3}%"
-    if job.get("error_code"):
-        line += f"  {job['error_code']}: {job.get('error_message', '')}"
+    error = job.get("error") or {}
+    if error:
+        line += f"  {error.get('code')}: {error.get('message')}"
     return line
 
 

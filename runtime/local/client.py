@@ -13,13 +13,14 @@ import io
 import json
 import mimetypes
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -43,7 +44,8 @@ class ApiError(Exception):
         lines = [f"{self.message} [{self.code}]" if self.code else self.message]
         for problem in self.details.get("problems", []) if isinstance(self.details, dict) else []:
             if isinstance(problem, dict):
-                lines.append(f"  - {problem.get('message', problem)}")
+                where = problem.get("field") or problem.get("operation")
+                lines.append(f"  - {where + ': ' if where else ''}{problem.get('message', problem)}")
         return "\n".join(lines)
 
 
@@ -382,28 +384,62 @@ class Client:
                 time.sleep(interval_s)
 
     def download(self, job_id: str, out_dir: Path, progress: bool = False) -> list[Path]:
-        """Save every output of a finished job under ``out_dir/<job_id>/`` (keeping sub-paths)."""
+        """Save every output of a finished job under ``out_dir/<job_id>/``, keeping sub-paths.
+
+        HLS segments are not listed as outputs; they are fetched through the playback URL (each
+        variant playlist there names its segments with presigned URLs), so the saved folder is
+        a complete stream that plays from disk.
+        """
         info = self.download_info(job_id)
-        target = out_dir / job_id
+        target = (out_dir / job_id).resolve()
         saved: list[Path] = []
         for output in _outputs(info):
             url = output.get("url") or output.get("download_url")
-            if not url:
+            if url:
+                dest = self._save(url, target, _relative_name(output, job_id), progress)
+                saved.append(dest)
+                output["path"] = dest
+        masters = [o for o in _outputs(info) if o.get("role") == "hls-master" and o.get("path")]
+        if masters and info.get("playback_url"):
+            saved += self._download_segments(str(info["playback_url"]), masters[0]["path"], target, progress)
+        return saved
+
+    def _save(self, url: str, target: Path, relative: str, progress: bool) -> Path:
+        dest = (target / relative).resolve()
+        if target not in dest.parents:  # never write outside the job's folder
+            raise ApiError(0, "BAD_RESPONSE", f"refusing to write outside {target}: {relative}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        response = self._send("GET", url, stream=True, timeout=max(self.timeout, 600))
+        if response.status_code >= 300:
+            raise ApiError(response.status_code, "DOWNLOAD_FAILED", f"could not download {relative}")
+        total = int(response.headers.get("Content-Length") or 0) or None
+        part = dest.with_name(dest.name + ".part")
+        with _bar(progress, total, f"download {relative}") as bar, part.open("wb") as out:
+            for chunk in response.iter_content(CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+        os.replace(part, dest)
+        return dest
+
+    def _playlist(self, url: str) -> str:
+        response = self._send("GET", url)
+        if response.status_code >= 300:
+            raise _error_from_response(response)
+        return response.text
+
+    def _download_segments(self, playback_url: str, master: Path, target: Path, progress: bool) -> list[Path]:
+        """Pair each playlist's URIs on disk (relative) with the playback ones (signed), by position."""
+        saved: list[Path] = []
+        served_master = self._playlist(playback_url)
+        for local_uri, served_uri in zip(_uris(master.read_text()), _uris(served_master), strict=False):
+            variant_path = (master.parent / local_uri.split("?")[0]).resolve()
+            if target not in variant_path.parents or not variant_path.exists():
                 continue
-            relative = _relative_name(output, job_id)
-            dest = (target / relative).resolve()
-            if target.resolve() not in dest.parents:  # never write outside the folder
-                raise ApiError(0, "BAD_RESPONSE", f"refusing to write output outside {target}: {relative}")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            response = self._send("GET", url, stream=True, timeout=max(self.timeout, 600))
-            if response.status_code >= 300:
-                raise ApiError(response.status_code, "DOWNLOAD_FAILED", f"could not download {relative}")
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with _bar(progress, total, f"download {relative}") as bar, dest.open("wb") as out:
-                for chunk in response.iter_content(CHUNK):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            saved.append(dest)
+            served_variant_url = urljoin(playback_url, served_uri)
+            served_variant = self._playlist(served_variant_url)
+            for segment, signed in zip(_uris(variant_path.read_text()), _uris(served_variant), strict=False):
+                relative = (variant_path.parent / segment.split("?")[0]).resolve().relative_to(target)
+                saved.append(self._save(urljoin(served_variant_url, signed), target, str(relative), progress))
         return saved
 
     # --- the whole flow ----------------------------------------------------------------------------
@@ -430,6 +466,21 @@ def _outputs(info: dict[str, Any]) -> list[dict[str, Any]]:
     if outputs is None and isinstance(info.get("job"), dict):
         outputs = info["job"].get("outputs")
     return [o for o in outputs or [] if isinstance(o, dict)]
+
+
+_URI_ATTR = re.compile(r'URI="([^"]*)"')
+
+
+def _uris(playlist: str) -> list[str]:
+    """Every URI a playlist references (URI lines and URI="…" attributes), in order."""
+    found: list[str] = []
+    for line in playlist.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            found.append(line)
+        elif line.startswith("#"):
+            found += _URI_ATTR.findall(line)
+    return found
 
 
 def _relative_name(output: dict[str, Any], job_id: str) -> str:

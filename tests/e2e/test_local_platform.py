@@ -1,0 +1,254 @@
+"""End to end: ``transcodex local up`` as a real process, driven over real HTTP.
+
+One platform per module (PostgreSQL, moto, the Chalice app, the dispatcher and real workers
+with real ffmpeg/libvips); the restart test starts its own so it can stop it and look for
+leftovers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import psycopg
+import pytest
+import requests
+
+from runtime.local.client import Client, job_id_of
+from tests.e2e.platform_proc import RunningPlatform, owned_processes, start_platform
+from tests.media import ffprobe, make_image, make_video
+
+API_MISSING = importlib.util.find_spec("runtime.api.app") is None
+WORKER_MISSING = importlib.util.find_spec("runtime.worker.__main__") is None
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("e2e"),
+    pytest.mark.skipif(API_MISSING, reason="runtime/api/app.py (the Chalice app) is not in the tree yet"),
+    pytest.mark.skipif(WORKER_MISSING, reason="runtime/worker/__main__.py is not in the tree yet"),
+]
+
+IMAGE_OPS = {"ROTATE": "180", "WATERMARK": "e2e", "FORCE-RESIZE": "100x400"}
+LADDER_OPS = [{"op": "transcode", "renditions": ["360p", "240p"], "segment_seconds": 2}, {"op": "poster"}]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("e2e-media")
+    return {
+        "image": make_image(folder / "photo.jpg", 640, 480),
+        "clip": make_video(folder / "clip.mp4", seconds=2, width=640, height=360),
+        "long": make_video(folder / "long.mp4", seconds=60, width=640, height=360),
+    }
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    running = start_platform(tmp_path_factory.mktemp("e2e-platform") / "data")
+    try:
+        yield running
+    finally:
+        sessions, ports = _sessions(running), list(running.state["ports"].values())
+        running.stop()
+        assert owned_processes(running.data_dir, sessions, ports) == []
+
+
+def new_user(api_url: str) -> Client:
+    client = Client(api_url, timeout=60)
+    name = f"e2e{uuid.uuid4().hex[:10]}"
+    email, password = f"{name}@example.com", uuid.uuid4().hex
+    client.signup("E2E User", name, email, password)
+    client.login(email, password)
+    return client
+
+
+@pytest.fixture(scope="module")
+def client(platform: RunningPlatform) -> Client:
+    return new_user(platform.api_url)
+
+
+def run_to_end(client: Client, path: Path, operations: Any, out: Path) -> tuple[dict[str, Any], list[Path]]:
+    job = client.submit_file(path, operations)
+    final = client.wait(job_id_of(job), timeout_s=180, interval_s=0.2)
+    assert final["status"] == "SUCCEEDED", final
+    return final, client.download(job_id_of(job), out)
+
+
+def test_given_platform_up_when_image_job_runs_then_outputs_download_with_the_seed_operations_applied(
+    client: Client, media: dict[str, Path], tmp_path: Path
+) -> None:
+    import pyvips
+
+    final, files = run_to_end(client, media["image"], IMAGE_OPS, tmp_path)
+
+    assert final["progress"] == 100
+    images = [p for p in files if p.suffix.lower() in (".jpg", ".jpeg")]
+    assert len(images) == 1, files
+    image = pyvips.Image.new_from_file(str(images[0]))
+    assert (image.width, image.height) == (100, 400)
+
+
+def test_given_platform_up_when_video_ladder_runs_then_hls_plays_from_disk_and_through_the_api_url(
+    client: Client, media: dict[str, Path], tmp_path: Path
+) -> None:
+    final, files = run_to_end(client, media["clip"], LADDER_OPS, tmp_path)
+
+    master = next(p for p in files if p.name.endswith(".m3u8") and "#EXT-X-STREAM-INF" in p.read_text())
+    probe = ffprobe(master)
+    heights = {s["height"] for s in probe["streams"] if s["codec_type"] == "video"}
+    assert heights == {360, 240}
+    assert any(p.suffix == ".jpg" for p in files), "the poster is missing"
+
+    playback = client.download_info(job_id_of(final))["playback_url"]
+    http = requests.Session()
+    master_text = http.get(playback, timeout=30).text
+    assert master_text.startswith("#EXTM3U")
+    variant = urljoin(playback, next(line for line in master_text.splitlines() if line and not line.startswith("#")))
+    media_text = http.get(variant, timeout=30).text
+    segment = urljoin(variant, next(line for line in media_text.splitlines() if line and not line.startswith("#")))
+    response = http.get(segment, timeout=30)
+    assert response.status_code == 200 and len(response.content) > 1000
+
+
+def test_given_one_idempotency_key_when_a_submission_is_sent_twice_at_once_then_one_job_exists(
+    platform: RunningPlatform, media: dict[str, Path]
+) -> None:
+    owner = new_user(platform.api_url)
+    upload = owner.create_upload(media["image"], "IMAGE", "image/jpeg")
+    owner.put_file(upload, media["image"])
+    key = str(uuid.uuid4())
+    results: list[dict[str, Any]] = []
+
+    def submit() -> None:
+        same_user = Client(platform.api_url, owner.creds)
+        results.append(same_user.process(upload["upload_id"], "IMAGE", [{"op": "rotate", "angle": 90}], key))
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert len(results) == 2
+    assert job_id_of(results[0]) == job_id_of(results[1])
+    listed = owner.jobs()["items"]
+    assert [job_id_of(j) for j in listed] == [job_id_of(results[0])]
+
+
+def _worker_pid(state: dict[str, Any], job_id: str) -> int | None:
+    with psycopg.connect(state["database_url"]) as conn:
+        row = conn.execute("SELECT task_arn FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    if row and row[0] and row[0].startswith("local:"):
+        return int(row[0].removeprefix("local:"))
+    return None
+
+
+def test_given_a_running_video_job_when_its_worker_is_killed_then_the_job_ends_failed_not_stuck(
+    platform: RunningPlatform, client: Client, media: dict[str, Path]
+) -> None:
+    job_id = job_id_of(client.submit_file(media["long"], LADDER_OPS))
+    deadline = time.monotonic() + 60
+    while client.status(job_id)["status"] != "RUNNING":
+        assert time.monotonic() < deadline, client.status(job_id)
+        time.sleep(0.05)
+    pid = _worker_pid(platform.state, job_id)
+    assert pid is not None
+    assert b"runtime.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+    os.killpg(pid, signal.SIGKILL)  # the whole worker (and its ffmpeg), as an OOM kill would
+    final = client.wait(job_id, timeout_s=60, interval_s=0.2)
+
+    assert final["status"] == "FAILED"
+    assert final["error"]["code"] == "TASK_STOPPED"
+    assert "signal 9" in final["error"]["message"]
+
+
+def test_given_an_unknown_job_when_the_cli_asks_for_it_then_the_api_error_prints_without_a_traceback(
+    platform: RunningPlatform, media: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from runtime.local.cli import main
+
+    config = tmp_path / "config.json"
+    monkeypatch.setenv("TRANSCODEX_CONFIG", str(config))
+    monkeypatch.setenv("TRANSCODEX_API_URL", platform.api_url)
+    name = f"cli{uuid.uuid4().hex[:8]}"
+    assert (
+        main(
+            [
+                "signup",
+                "--name",
+                "Cli",
+                "--username",
+                name,
+                "--email",
+                f"{name}@example.com",
+                "--password",
+                "pw-" + name,
+            ]
+        )
+        == 0
+    )
+    assert config.stat().st_mode & 0o777 == 0o600
+
+    code = main(
+        [
+            "--no-progress",
+            "upload",
+            str(media["image"]),
+            "--op",
+            "resize=64x64",
+            "--op",
+            "convert-format=png",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 0
+    assert [p.suffix for p in (tmp_path / "out").rglob("*") if p.is_file()] == [".png"]
+
+    capsys.readouterr()
+    assert main(["status", str(uuid.uuid4())]) == 1
+    err = capsys.readouterr().err
+    assert "JOB_NOT_FOUND" in err and "Traceback" not in err
+
+
+def _sessions(running: RunningPlatform) -> set[int]:
+    """Session ids of everything the platform started: itself, its children, every worker."""
+    state = running.state
+    with psycopg.connect(state["database_url"]) as conn:
+        arns = [r[0] for r in conn.execute("SELECT task_arn FROM jobs WHERE task_arn LIKE 'local:%'").fetchall()]
+    return {running.process.pid, *state["children"].values(), *(int(a.removeprefix("local:")) for a in arns)}
+
+
+def test_given_a_finished_job_when_the_platform_restarts_then_state_survives_and_nothing_is_left_running(
+    tmp_path: Path, media: dict[str, Path]
+) -> None:
+    data_dir = tmp_path / "data"
+    first = start_platform(data_dir)
+    try:
+        user = new_user(first.api_url)
+        final, files = run_to_end(user, media["image"], IMAGE_OPS, tmp_path / "before")
+        sessions = _sessions(first)
+        ports = list(first.state["ports"].values())
+    finally:
+        assert first.stop() == 0
+    assert owned_processes(data_dir, sessions, ports) == []
+
+    second = start_platform(data_dir)
+    try:
+        again = Client(second.api_url, user.creds)  # the same tokens: the JWT secret was kept
+        assert again.status(job_id_of(final))["status"] == "SUCCEEDED"
+        after = again.download(job_id_of(final), tmp_path / "after")
+        assert [p.read_bytes() for p in after] == [p.read_bytes() for p in files]
+        sessions |= _sessions(second)
+        ports += list(second.state["ports"].values())
+    finally:
+        assert second.stop() == 0
+    assert owned_processes(data_dir, sessions, ports) == []
