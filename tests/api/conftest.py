@@ -1,0 +1,107 @@
+"""API fixtures: the real Chalice app through Chalice's test client, wired to the real
+PostgreSQL and moto (S3, SQS) fixtures of tests/conftest.py, and helpers that walk the seed's
+flow (sign up, log in, create an API key, upload)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from argon2 import PasswordHasher
+from chalice.test import Client
+
+from runtime.api.app import app
+from runtime.api.chalicelib import deps as api_deps
+from runtime.api.chalicelib.deps import Deps
+
+#: argon2id kept cheap in tests (production uses OWASP's m=19 MiB, t=2).
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture()
+def deps(settings: Any, db: Any) -> Iterator[Deps]:
+    installed = Deps(settings=settings, db=db, jwt_secret=settings.jwt_secret, hasher=FAST_HASHER)
+    previous = api_deps.install(installed)
+    try:
+        yield installed
+    finally:
+        api_deps.install(previous)
+
+
+@pytest.fixture()
+def client(deps: Deps) -> Iterator[Any]:
+    with Client(app) as test_client:
+        yield test_client.http
+
+
+@dataclass
+class Caller:
+    """One signed-up user with a session and an API key."""
+
+    http: Any
+    user: dict[str, Any]
+    email: str
+    password: str
+    tokens: dict[str, Any]
+    api_key: str
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens['access_token']}"}
+
+    @property
+    def key(self) -> dict[str, str]:
+        return {"x-api-key": self.api_key}
+
+    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        all_headers = {"Content-Type": "application/json", **self.key, **(headers or {})}
+        data = None if body is None else json.dumps(body)
+        return getattr(self.http, method.lower())(path, headers=all_headers, body=data)
+
+
+def post_json(http: Any, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+    return http.post(path, headers={"Content-Type": "application/json", **(headers or {})}, body=json.dumps(body))
+
+
+def sign_up(http: Any, prefix: str = "user") -> Caller:
+    suffix = uuid.uuid4().hex[:8]
+    email, password = f"{prefix}-{suffix}@example.com", f"pw-{suffix}-secret"
+    created = post_json(
+        http,
+        "/users",
+        {"name": f"{prefix} {suffix}", "username": f"{prefix[:6]}_{suffix}", "email": email, "password": password},
+    )
+    assert created.status_code == 201, created.body
+    session = post_json(http, "/sessions", {"email": email, "password": password})
+    assert session.status_code == 201, session.body
+    tokens = session.json_body
+    key = http.post("/apikeys", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert key.status_code == 200, key.body
+    return Caller(http, created.json_body, email, password, tokens, key.json_body["key"])
+
+
+@pytest.fixture()
+def alice(client: Any) -> Caller:
+    return sign_up(client, "alice")
+
+
+@pytest.fixture()
+def bob(client: Any) -> Caller:
+    return sign_up(client, "bob")
+
+
+def upload_file(
+    caller: Caller, data: bytes, file_type: str = "IMAGE", mime: str = "image/jpeg", name: str = "photo.jpg"
+) -> dict[str, Any]:
+    """POST /media/upload then PUT the bytes to the presigned URL (moto over HTTP)."""
+    created = caller.call("POST", "/media/upload", {"file_name": name, "file_type": file_type, "mime_type": mime})
+    assert created.status_code == 201, created.body
+    body = created.json_body
+    put = requests.put(body["presigned_url"], data=data, headers=body["headers"], timeout=30)
+    assert put.status_code == 200, put.text
+    return body
