@@ -123,6 +123,47 @@ def terminate_group(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> Non
         os.killpg(pgid, signal.SIGKILL)  # grandchildren that outlived the leader
 
 
+def postmaster_pid(server: PostgresServer) -> int | None:
+    try:
+        return int((server.data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return f"-D {pgdata} " in cmdline + " "
+
+
+def stop_postgres(server: PostgresServer, pid: int | None, timeout_s: float = 60) -> None:
+    """``pg_ctl stop -m fast``, checked: if the server is still up (or its folder vanished),
+    signal the postmaster recorded at start (SIGINT, then SIGQUIT, then SIGKILL)."""
+    pgdata = server.data_dir / "pgdata"
+    if (pgdata / "postmaster.pid").exists():
+        args = ("pg_ctl", "-D", str(pgdata), "-m", "fast", "-w", "-t", str(int(timeout_s)), "stop")
+        proc = server._run(*args, check=False)
+        if proc.returncode != 0:
+            log.error("pg_ctl stop failed", extra={"output": (proc.stderr or proc.stdout)[-500:]})
+    if pid is None or not _is_postmaster_of(pid, pgdata):
+        return
+    log.warning("PostgreSQL still running; signalling the postmaster", extra={"pid": pid})
+    for sig, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGQUIT, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[Any], what: str) -> None:
     """Wait until ``url`` answers at all (any HTTP status), or fail if the process died."""
     deadline = time.monotonic() + timeout_s
@@ -167,6 +208,7 @@ class Platform:
         self._sink: LogSink | None = None
         self._log_handler: logging.Handler | None = None
         self.dispatcher: Any = None
+        self._postmaster_pid: int | None = None
 
     # --- state files ----------------------------------------------------------------------
 
@@ -279,6 +321,7 @@ class Platform:
         self.postgres = PostgresServer(data_dir=self.data_dir / "postgres", port=self._pick_port("postgres"))
         self.postgres.stop()
         self.postgres.start()
+        self._postmaster_pid = postmaster_pid(self.postgres)
         from runtime.shared.migrate import apply_migrations
 
         applied = apply_migrations(self.postgres.url)
@@ -440,7 +483,7 @@ class Platform:
             terminate_group(self.children.pop(name))
         if self.postgres is not None:
             try:
-                self.postgres.stop()
+                stop_postgres(self.postgres, self._postmaster_pid)
             except Exception:
                 log.exception("stopping PostgreSQL failed")
             self.postgres = None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -40,8 +42,18 @@ LADDER_OPS = [{"op": "transcode", "renditions": ["360p", "240p"], "segment_secon
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("e2e-media")
+def workdir() -> Any:
+    """Our own folder, not pytest's numbered tmp (a concurrent pytest session may prune those)."""
+    folder = Path(tempfile.mkdtemp(prefix="transcodex-e2e-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def media(workdir: Path) -> dict[str, Path]:
+    folder = workdir / "media"
     return {
         "image": make_image(folder / "photo.jpg", 640, 480),
         "clip": make_video(folder / "clip.mp4", seconds=2, width=640, height=360),
@@ -50,8 +62,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    running = start_platform(tmp_path_factory.mktemp("e2e-platform") / "data")
+def platform(workdir: Path) -> Any:
+    running = start_platform(workdir / "platform")
     try:
         yield running
     finally:
@@ -228,9 +240,9 @@ def _sessions(running: RunningPlatform) -> set[int]:
 
 
 def test_given_a_finished_job_when_the_platform_restarts_then_state_survives_and_nothing_is_left_running(
-    tmp_path: Path, media: dict[str, Path]
+    workdir: Path, tmp_path: Path, media: dict[str, Path]
 ) -> None:
-    data_dir = tmp_path / "data"
+    data_dir = workdir / "restart"
     first = start_platform(data_dir)
     try:
         user = new_user(first.api_url)
