@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, Names, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
@@ -210,6 +210,8 @@ class Api(Construct):
         self.rest_api = apigateway.RestApi(
             self,
             "RestApi",
+            # Unique per construct path: the API's CloudWatch metrics are keyed by this name.
+            rest_api_name=Names.unique_resource_name(self, max_length=128),
             description="TranscodeX API",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             cloud_watch_role=True,
