@@ -244,3 +244,21 @@ def test_given_progress_hook_cancelling_when_running_then_ffmpeg_terminated(tmp_
     with pytest.raises(Cancelled):
         run_ffmpeg([*endless("cancel"), "-progress", "pipe:1"], tmp_path / "err.log", on_progress=hook)
     assert seen and seen[-1] > 0.2
+
+
+def test_given_1080p_clip_when_transcoded_then_master_with_four_renditions_that_ffprobe_reads(
+    media: Path, tmp_path: Path
+) -> None:
+    from tests.media import make_video
+
+    source = make_video(media / "clip1080.mp4", 2, 1920, 1080)
+    transcode_hls(source, tmp_path, probe(source), Transcode(segment_seconds=2))
+    master = tmp_path / "hls" / "master.m3u8"
+    variants = hls.validate_master(master.read_text())
+    assert [v["RESOLUTION"] for v in variants] == ["1920x1080", "1280x720", "854x480", "640x360"]
+    bandwidths = [int(v["BANDWIDTH"]) for v in variants]
+    assert bandwidths == sorted(bandwidths, reverse=True) and len(set(bandwidths)) == 4
+    probed = ffprobe(master)
+    sizes = {(s["width"], s["height"]) for s in probed["streams"] if s["codec_type"] == "video"}
+    assert sizes == {(1920, 1080), (1280, 720), (854, 480), (640, 360)}
+    assert float(probed["format"]["duration"]) == pytest.approx(2.0, abs=0.2)
