@@ -105,3 +105,26 @@ def upload_file(
     put = requests.put(body["presigned_url"], data=data, headers=body["headers"], timeout=30)
     assert put.status_code == 200, put.text
     return body
+
+
+@pytest.fixture(scope="session")
+def api_server() -> Iterator[str]:
+    """The same app served over real HTTP on 127.0.0.1 (Chalice's local server, threaded), for
+    players (ffmpeg) and schemathesis. Requests use whatever Deps a test has installed."""
+    import threading
+
+    from chalice.config import Config
+    from chalice.local import create_local_server
+
+    from runtime.local.postgres import free_port
+
+    port = free_port()
+    server = create_local_server(app, Config.create(chalice_stage="local", app_name=app.app_name), "127.0.0.1", port)
+    thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+        thread.join(timeout=5)

@@ -57,6 +57,16 @@ def validate(data: Any, schema: dict[str, Any]) -> None:
         )
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def json_body(request: Request, schema: dict[str, Any] | None, *, required: bool = True) -> dict[str, Any]:
     """The request's JSON object, validated. An empty body counts as ``{}`` when not required."""
     raw = request.raw_body or b""
@@ -73,6 +83,9 @@ def json_body(request: Request, schema: dict[str, Any] | None, *, required: bool
             raise ApiError(400, "MALFORMED_JSON", f"the request body is not valid JSON: {err}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "INVALID_BODY", f"the request body must be a JSON object, got {type(data).__name__}")
+    if _has_nul(data):
+        # PostgreSQL text cannot hold NUL, and no field has a use for it.
+        raise ApiError(400, "INVALID_BODY", "strings in the request body must not contain NUL characters")
     if schema is not None:
         validate(data, schema)
     return data
