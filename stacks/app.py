@@ -49,9 +49,11 @@ def create_app(
     context: Mapping[str, Any] | None = None,
     outdir: str | None = None,
     platform_props: TranscodexPlatformProps | None = None,
-    policy_checks: bool = True,
 ) -> tuple[App, TranscodexStack]:
-    """Create the app and its one stack. ``skip_bundling`` defaults to $TRANSCODEX_SKIP_BUNDLING."""
+    """Create the app and its one stack. ``skip_bundling`` defaults to $TRANSCODEX_SKIP_BUNDLING.
+
+    The policy checks are added by the caller (app.py, the tests) with :func:`apply_policy_checks`.
+    """
     skip = skip_bundling_requested() if skip_bundling is None else skip_bundling
     if skip:
         print(
@@ -64,8 +66,6 @@ def create_app(
         outdir=outdir,
         post_cli_context={"aws:cdk:bundling-stacks": []} if skip else None,
     )
-    if policy_checks:
-        apply_policy_checks(app)
     account = app.node.try_get_context("transcodex:account") or os.environ.get("CDK_DEFAULT_ACCOUNT")
     region = app.node.try_get_context("transcodex:region") or os.environ.get("CDK_DEFAULT_REGION")
     stack = TranscodexStack(

@@ -47,9 +47,10 @@ class Synth:
 
 
 def synthesize(outdir: Path, **kwargs: Any) -> Synth:
-    from stacks import create_app
+    from stacks import apply_policy_checks, create_app
 
     app, stack = create_app(skip_bundling=True, outdir=str(outdir), **kwargs)
+    apply_policy_checks(app)
     assembly = app.synth()
     template = assembly.get_stack_by_name(stack.stack_name).template
     report_file = outdir / "validation-report.json"
