@@ -405,11 +405,14 @@ def api_key_principal(deps: Deps, key: str) -> Principal:
         raise unauthorized("INVALID_API_KEY", "the API key is not valid")
     with deps.db.connection() as conn:
         row = conn.execute(
-            """UPDATE api_keys SET last_used_at = now()
-               WHERE key_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-               RETURNING id, user_id""",
+            """SELECT id, user_id, last_used_at < now() - interval '1 minute' OR last_used_at IS NULL AS stale
+               FROM api_keys
+               WHERE key_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())""",
             (tokens.sha256(key),),
         ).fetchone()
+        if row is not None and row["stale"]:
+            # At most one write a minute per key: busy keys do not serialise on the row lock.
+            conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (row["id"],))
     if row is None:
         raise unauthorized("INVALID_API_KEY", "the API key is not valid, revoked or expired")
     return Principal(user_id=str(row["user_id"]), api_key_id=str(row["id"]))
