@@ -114,6 +114,7 @@ def run_demo(out_dir: Path, data_dir: Path, keep_running: bool = False, progress
         summary["hls_master"] = master
         summary["hls_url"] = summary["video"]["info"].get("playback_url")
         summary["seconds"] = time.monotonic() - started
+        summary["data_dir"] = data_dir
         print_summary(summary, out_dir)
         if keep_running:
             print("the platform keeps running so the HLS URL plays; Ctrl-C stops it", flush=True)
@@ -138,6 +139,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path) -> None:
     heights = sorted({s["height"] for s in streams if s.get("codec_type") == "video" and s.get("height")}, reverse=True)
     print(f"   HLS ladder: {', '.join(f'{h}p' for h in heights)}; plays from disk: {summary['hls_master']}")
     print(f"   HLS URL (plays in a browser while the platform runs): {summary['hls_url']}")
+    print(f"   bring it back later (same port, link valid for hours): transcodex local up --data-dir {summary['data_dir']}")
     print(f"   outputs in {out_dir.resolve()}; took {summary['seconds']:.0f} s")
 
 

@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -45,6 +46,8 @@ DLQ_NAME = "transcodex-jobs-dlq"
 MAX_RECEIVE_COUNT = 5
 REGION = "us-east-1"
 S3_SYNC_SECONDS = 10.0
+#: moto logs every request; successful ones would drown the log (errors still show).
+MOTO_QUIET = re.compile(r'" [23]\d\d -\s*$')
 
 
 class PlatformError(RuntimeError):
@@ -55,6 +58,8 @@ def _port_free(port: int) -> bool:
     import socket
 
     with socket.socket() as sock:
+        # Servers bind with SO_REUSEADDR, so a port in TIME_WAIT is free for them too.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -80,13 +85,15 @@ class LogSink:
                     self._echo.write(text)
                     self._echo.flush()
 
-    def pump(self, source: str, stream: IO[bytes]) -> threading.Thread:
-        """Copy a child's output into the log on a daemon thread."""
+    def pump(self, source: str, stream: IO[bytes], skip: re.Pattern[str] | None = None) -> threading.Thread:
+        """Copy a child's output into the log on a daemon thread (minus lines matching ``skip``)."""
 
         def run() -> None:
             with stream:
                 for raw in iter(stream.readline, b""):
-                    self.write(source, raw.decode("utf-8", "replace"))
+                    line = raw.decode("utf-8", "replace")
+                    if skip is None or not skip.search(line):
+                        self.write(source, line)
 
         thread = threading.Thread(target=run, name=f"log-{source}", daemon=True)
         thread.start()
@@ -190,11 +197,13 @@ class Platform:
         api_port: int = 8000,
         concurrency: int = 2,
         echo: IO[str] | None = sys.stderr,
+        own_logging: bool = False,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.requested_api_port = api_port
         self.concurrency = concurrency
         self.echo = echo
+        self.own_logging = own_logging
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.postgres: PostgresServer | None = None
         self.settings: Settings | None = None
@@ -267,7 +276,7 @@ class Platform:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, args: list[str], skip: re.Pattern[str] | None = None) -> subprocess.Popen[bytes]:
         """Start a child in its own process group with its output in the shared log."""
         assert self._sink is not None
         proc = subprocess.Popen(
@@ -279,7 +288,7 @@ class Platform:
             start_new_session=True,
         )
         assert proc.stdout is not None
-        self._sink.pump(name, proc.stdout)
+        self._sink.pump(name, proc.stdout, skip)
         self.children[name] = proc
         self._write_state(children={n: p.pid for n, p in self.children.items()})
         return proc
@@ -304,7 +313,10 @@ class Platform:
         handler = _SinkHandler(self._sink)
         handler.setFormatter(JsonFormatter())
         root = logging.getLogger()
-        root.handlers = [handler]
+        if self.own_logging:
+            root.handlers = [handler]  # the supervisor process: this log is the only one
+        else:
+            root.addHandler(handler)  # embedded (demo, tests): leave the host's handlers alone
         root.setLevel(logging.INFO)
         for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "psycopg.pool"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -331,7 +343,9 @@ class Platform:
         self.moto_url = f"http://127.0.0.1:{moto_port}"
         self.env = self._child_env(jwt_secret=self._jwt_secret())
         os.environ.update(self.env)  # the dispatcher thread and the workers it starts read these
-        moto = self.spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)])
+        moto = self.spawn(
+            "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], MOTO_QUIET
+        )
         _wait_http(f"{self.moto_url}/moto-api/", 30, moto, "moto's server")
         self._provision_aws()
         self.settings = load_settings(self.env, ["database", "storage", "queue", "auth"])
@@ -502,7 +516,8 @@ class Platform:
 
 def run_foreground(data_dir: Path, port: int, concurrency: int, quiet: bool = False) -> int:
     """``transcodex local up``: start, print ``API <url>``, run until Ctrl-C/SIGTERM, stop."""
-    platform = Platform(data_dir, api_port=port, concurrency=concurrency, echo=None if quiet else sys.stderr)
+    echo = None if quiet else sys.stderr
+    platform = Platform(data_dir, api_port=port, concurrency=concurrency, echo=echo, own_logging=True)
     starting = True
 
     def on_signal(signum: int, _frame: object) -> None:

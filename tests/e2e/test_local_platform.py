@@ -125,8 +125,9 @@ def test_given_platform_up_when_video_ladder_runs_then_hls_plays_from_disk_and_t
     variant = urljoin(playback, next(line for line in master_text.splitlines() if line and not line.startswith("#")))
     media_text = http.get(variant, timeout=30).text
     segment = urljoin(variant, next(line for line in media_text.splitlines() if line and not line.startswith("#")))
-    response = http.get(segment, timeout=30)
+    response = http.get(segment, timeout=30, headers={"Origin": "http://player.example"})
     assert response.status_code == 200 and len(response.content) > 1000
+    assert response.headers.get("Access-Control-Allow-Origin") in ("*", "http://player.example")  # browser players
 
 
 def test_given_one_idempotency_key_when_a_submission_is_sent_twice_at_once_then_one_job_exists(

@@ -1,0 +1,163 @@
+"""The local platform's and CLI's parts that need no running platform: the S3 mirror (on the
+moto server fixture), operation parsing, the config file, URL precedence, and refusals at
+``local up`` that must leave nothing behind."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.local import s3state
+from runtime.local.cli import build_operations, main, parse_op
+from runtime.local.client import ApiError, CliConfig, Credentials, _relative_name, _uris, resolve_api_url
+from runtime.local.platform import Platform, PlatformError, run_foreground
+from runtime.shared.aws import client
+from runtime.shared.settings import load_settings
+
+
+@pytest.fixture()
+def s3(moto_endpoint: str) -> Any:
+    return client("s3", load_settings({"TRANSCODEX_AWS_ENDPOINT_URL": moto_endpoint, "AWS_REGION": "us-east-1"}))
+
+
+@pytest.fixture()
+def bucket(s3: Any) -> str:
+    name = f"mirror-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def test_given_mirrored_objects_when_moto_loses_them_then_restore_puts_back_bodies_and_content_types(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    s3.put_object(Bucket=bucket, Key="output/u/j/hls/master.m3u8", Body=b"#EXTM3U\n", ContentType="application/x")
+    s3.put_object(Bucket=bucket, Key="input/u/a b/ü.jpg", Body=b"\xff\xd8jpeg", ContentType="image/jpeg")
+    first = s3state.sync(s3, [bucket], tmp_path)
+    for key in ("output/u/j/hls/master.m3u8", "input/u/a b/ü.jpg"):
+        s3.delete_object(Bucket=bucket, Key=key)
+
+    restored = s3state.restore(s3, tmp_path)
+
+    assert (first.downloaded, first.total, restored) == (2, 2, 2)
+    head = s3.head_object(Bucket=bucket, Key="input/u/a b/ü.jpg")
+    assert head["ContentType"] == "image/jpeg"
+    assert s3.get_object(Bucket=bucket, Key="output/u/j/hls/master.m3u8")["Body"].read() == b"#EXTM3U\n"
+
+
+def test_given_a_mirror_when_synced_again_then_only_changes_are_copied_and_deleted_keys_dropped(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    s3.put_object(Bucket=bucket, Key="a", Body=b"1")
+    s3.put_object(Bucket=bucket, Key="b", Body=b"2")
+    s3state.sync(s3, [bucket], tmp_path)
+    s3.put_object(Bucket=bucket, Key="b", Body=b"changed")
+    s3.delete_object(Bucket=bucket, Key="a")
+
+    again = s3state.sync(s3, [bucket], tmp_path)
+
+    assert (again.downloaded, again.removed, again.total) == (1, 1, 1)
+    assert len(list((tmp_path / "blobs").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rotate=180", {"op": "rotate", "angle": "180"}),
+        ("RESIZE=800x", {"op": "resize", "width": 800}),
+        ("generate-thumbnail=200x200", {"op": "thumbnail", "width": 200, "height": 200}),
+        ("transcode", {"op": "transcode"}),
+        ("transcode=720p,480p", {"op": "transcode", "renditions": ["720p", "480p"]}),
+        ("watermark=a=b", {"op": "watermark", "text": "a=b"}),
+    ],
+)
+def test_given_op_flags_when_parsed_then_they_become_the_contract_list_form(text: str, expected: dict) -> None:
+    assert parse_op(text) == expected
+
+
+def test_given_an_unknown_op_or_bad_json_when_parsed_then_a_readable_error_names_it() -> None:
+    with pytest.raises(ApiError) as unknown:
+        parse_op("sharpen=2")
+    with pytest.raises(ApiError) as bad_json:
+        build_operations(None, "{not json")
+    assert unknown.value.code == "UNKNOWN_OPERATION" and "sharpen" in unknown.value.message
+    assert "resize" in unknown.value.message
+    assert bad_json.value.code == "INVALID_OPERATIONS"
+
+
+def test_given_invalid_operations_when_uploading_then_nothing_is_sent_and_every_problem_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("TRANSCODEX_CONFIG", str(tmp_path / "config.json"))
+    monkeypatch.setenv("TRANSCODEX_API_URL", "http://127.0.0.1:9")  # nothing listens: a request would fail
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"\xff\xd8")
+
+    code = main(["upload", str(photo), "--op", "rotate=sideways", "--op", "resize=0x"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "INVALID_JOB" in err and "angle" in err and "width" in err
+    assert "UNREACHABLE" not in err and "Traceback" not in err
+
+
+def test_given_saved_credentials_when_reloaded_then_they_round_trip_per_url_with_mode_0600(tmp_path: Path) -> None:
+    config = CliConfig(path=tmp_path / "sub" / "config.json")
+    config.api_url = "http://a:1"
+    config.store("http://a:1/", Credentials(access_token="t", api_key="k"))
+    config.save()
+
+    loaded = CliConfig.load(tmp_path / "sub" / "config.json")
+
+    assert loaded.credentials("http://a:1") == Credentials(access_token="t", api_key="k")
+    assert loaded.credentials("http://b:2") == Credentials()
+    assert (tmp_path / "sub" / "config.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_given_every_source_when_resolving_the_url_then_flag_beats_env_beats_config_beats_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = CliConfig(api_url="http://config:1", path=tmp_path / "c.json")
+    monkeypatch.setenv("TRANSCODEX_API_URL", "http://env:2/")
+    assert resolve_api_url("http://flag:3", config) == "http://flag:3"
+    assert resolve_api_url(None, config) == "http://env:2"
+    monkeypatch.delenv("TRANSCODEX_API_URL")
+    assert resolve_api_url(None, config) == "http://config:1"
+    assert resolve_api_url(None, CliConfig(path=tmp_path / "none.json")) == "http://127.0.0.1:8000"
+
+
+def test_given_playlists_when_reading_uris_then_lines_and_uri_attributes_come_in_order() -> None:
+    text = '#EXTM3U\n#EXT-X-MAP:URI="init.mp4"\n#EXTINF:2,\nseg_1.m4s\n#EXTINF:2,\nseg_2.m4s\n'
+    assert _uris(text) == ["init.mp4", "seg_1.m4s", "seg_2.m4s"]
+    job = "5b1c"
+    assert _relative_name({"name": "hls/720p/index.m3u8"}, job) == "hls/720p/index.m3u8"
+    assert _relative_name({"object_key": f"output/u/{job}/poster.jpg"}, job) == "poster.jpg"
+
+
+def test_given_the_api_port_is_taken_when_local_up_starts_then_it_says_so_and_starts_nothing(
+    tmp_path: Path, capsys: Any
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        code = run_foreground(tmp_path / "data", port, concurrency=1, quiet=True)
+
+    assert code == 1
+    assert f"port {port}" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "postgres").exists()
+
+
+def test_given_a_data_dir_in_use_when_a_second_platform_starts_then_it_is_refused(tmp_path: Path) -> None:
+    first = Platform(tmp_path / "data", echo=None)
+    first.data_dir.mkdir(parents=True)
+    first._acquire_lock()
+    try:
+        with pytest.raises(PlatformError, match="already using"):
+            Platform(tmp_path / "data", echo=None).start()
+    finally:
+        first.stop()
