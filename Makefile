@@ -24,8 +24,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PIP) install --quiet --no-deps -e .
 	@touch $@
 
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 .PHONY: setup
-setup: system-deps $(VENV)/.installed ## system packages + .venv with every dependency
+setup: system-deps $(VENV)/.installed node_modules/.installed ## system packages, .venv and the pinned cdk CLI
 
 .PHONY: lint
 lint: $(VENV)/.installed ## ruff
@@ -49,7 +53,7 @@ bench: setup ## benchmarks: HLS ladder vs the seed's method, pyvips vs Pillow
 
 .PHONY: synth
 synth: setup ## synthesize the CDK app without Docker bundling
-	TRANSCODEX_SKIP_BUNDLING=1 npx --yes aws-cdk@2 synth --quiet
+	TRANSCODEX_SKIP_BUNDLING=1 npx cdk synth --quiet
 
 .PHONY: clean
 clean: ## remove build output (keeps .venv)
