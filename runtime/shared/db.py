@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from runtime.shared.contract import JobSpec
+from runtime.shared.log import job_status_metric
 from runtime.shared.settings import Settings
 from runtime.shared.status import TERMINAL, JobStatus, sources
 
@@ -98,6 +99,7 @@ def create_job(
         (user_id, upload_id, api_key_id, spec.job_type.value, Jsonb(spec.to_json()), idempotency_key, request_hash),
     ).fetchone()
     if row is not None:
+        job_status_metric(row["status"])
         return row, True
     existing = conn.execute(
         f"SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = %s AND idempotency_key = %s",
@@ -148,12 +150,15 @@ def transition(
             raise ValueError(f"{narrowed} -> {target} is not a legal transition; legal sources: {allowed}")
         allowed = narrowed
     assignments = "".join(f", {name} = %({name})s" for name in fields)
-    return conn.execute(
+    row = conn.execute(
         f"""UPDATE jobs SET status = %(target)s, updated_at = now(){_STAMP[target]}{assignments}
             WHERE id = %(id)s AND status = ANY(%(sources)s)
             RETURNING {JOB_COLUMNS}""",
         {"target": target.value, "id": job_id, "sources": allowed, **fields},
     ).fetchone()
+    if row is not None:
+        job_status_metric(target.value)
+    return row
 
 
 def set_task_arn(conn: psycopg.Connection[Row], job_id: str, task_arn: str) -> Row | None:

@@ -31,7 +31,7 @@ class JsonFormatter(logging.Formatter):
             **(_context.get() or {}),
         }
         for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_"):
+            if key not in _RESERVED and (not key.startswith("_") or key == "_aws"):
                 body[key] = value
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
@@ -62,3 +62,32 @@ def bind(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+METRICS_NAMESPACE = "TranscodeX"
+_metrics = logging.getLogger("transcodex.metrics")
+
+
+def job_status_metric(status: str) -> None:
+    """One CloudWatch embedded-metric-format line: ``TranscodeX/Jobs{Status}`` += 1.
+
+    Lambda turns such JSON log lines into metrics with no API call; the dashboard's
+    "jobs by status" chart reads them.
+    """
+    _metrics.info(
+        "job status changed",
+        extra={
+            "_aws": {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": METRICS_NAMESPACE,
+                        "Dimensions": [["Status"]],
+                        "Metrics": [{"Name": "Jobs", "Unit": "Count"}],
+                    }
+                ],
+            },
+            "Status": status,
+            "Jobs": 1,
+        },
+    )
