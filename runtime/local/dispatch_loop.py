@@ -91,8 +91,13 @@ class LocalDispatcher:
     # --- the loop -------------------------------------------------------------------------------
 
     def run_until(self, stopping: threading.Event, wait_seconds: int = 1) -> None:
+        """Loop until ``stopping`` is set; a failed round (database or moto restarting) is retried."""
         while not stopping.is_set():
-            self.step(wait_seconds)
+            try:
+                self.step(wait_seconds)
+            except Exception:
+                log.exception("dispatcher round failed; retrying in 2 s")
+                stopping.wait(2)
 
     def step(self, wait_seconds: int = 1) -> None:
         """One round: reap exited workers, take messages for free slots, drain the DLQ."""

@@ -218,6 +218,7 @@ class Platform:
         self._log_handler: logging.Handler | None = None
         self.dispatcher: Any = None
         self._postmaster_pid: int | None = None
+        self.crashed: str | None = None
 
     # --- state files ----------------------------------------------------------------------
 
@@ -437,6 +438,7 @@ class Platform:
                 target(*args)
             except Exception:
                 log.exception("platform thread crashed; stopping", extra={"thread": name})
+                self.crashed = name
                 self.stopping.set()
 
         thread = threading.Thread(target=run, name=name, daemon=True)
@@ -469,7 +471,7 @@ class Platform:
             if dead:
                 log.error("a platform process exited unexpectedly; stopping", extra={"child": dead})
                 return 1
-        return 0
+        return 1 if self.crashed else 0
 
     def stop(self) -> None:
         """Stop everything, in dependency order; safe to call twice and after a failed start."""

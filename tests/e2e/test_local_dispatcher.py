@@ -1,0 +1,124 @@
+"""The local dispatcher loop on the real PostgreSQL and moto fixtures: startup recovery, the
+dead-letter queue, and a worker that dies without recording a result."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.local.dispatch_loop import LocalDispatcher
+from runtime.shared import db as dbm
+from runtime.shared.aws import client
+from runtime.shared.contract import parse_job
+from runtime.shared.messages import JobMessage, parse_message
+from runtime.shared.status import JobStatus
+
+pytestmark = pytest.mark.xdist_group("e2e")
+
+
+def make_job(db: dbm.Database) -> str:
+    with db.connection() as conn:
+        user = conn.execute(
+            "INSERT INTO users (name, username, email, password_hash) VALUES ('T', %s, %s, 'x') RETURNING id",
+            (uuid.uuid4().hex[:12], f"{uuid.uuid4().hex[:8]}@example.com"),
+        ).fetchone()
+        upload = conn.execute(
+            """INSERT INTO uploads (user_id, object_key, filename, content_type, media_type, declared_bytes)
+               VALUES (%s, %s, 'p.jpg', 'image/jpeg', 'IMAGE', 10) RETURNING id""",
+            (user["id"], f"input/{user['id']}/{uuid.uuid4()}/p.jpg"),
+        ).fetchone()
+        job, _ = dbm.create_job(
+            conn,
+            user_id=str(user["id"]),
+            upload_id=str(upload["id"]),
+            spec=parse_job("IMAGE", [{"op": "rotate", "angle": 90}]),
+        )
+    return str(job["id"])
+
+
+def status(db: dbm.Database, job_id: str) -> dict[str, Any]:
+    with db.connection() as conn:
+        job = dbm.get_job(conn, job_id)
+    assert job is not None
+    return job
+
+
+def drain(sqs: Any, url: str) -> list[str]:
+    bodies = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(parse_message(message["Body"]).job_id)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture()
+def dispatcher(settings: Any, tmp_path: Path) -> Any:
+    local = LocalDispatcher(settings, concurrency=1, log_path=tmp_path / "workers.log")
+    try:
+        yield local
+    finally:
+        local.shutdown()
+
+
+def test_given_jobs_left_in_flight_when_the_platform_restarts_then_queued_ones_are_resent_and_running_ones_fail(
+    db: dbm.Database, settings: Any, dispatcher: LocalDispatcher
+) -> None:
+    queued, claimed, running = make_job(db), make_job(db), make_job(db)
+    with db.connection() as conn:
+        dbm.transition(conn, claimed, JobStatus.DISPATCHED)
+        dbm.transition(conn, running, JobStatus.DISPATCHED)
+        dbm.set_task_arn(conn, running, "local:999999999")
+        dbm.transition(conn, running, JobStatus.RUNNING)
+
+    counts = dispatcher.recover()
+
+    assert counts == {"requeued": 2, "failed": 1}
+    assert sorted(drain(client("sqs", settings), settings.queue_url)) == sorted([queued, claimed])
+    assert status(db, claimed)["status"] == "QUEUED"
+    failed = status(db, running)
+    assert (failed["status"], failed["error_code"]) == ("FAILED", "TASK_STOPPED")
+    assert "local platform stopped" in failed["error_message"]
+
+
+def test_given_a_dead_lettered_message_when_the_loop_runs_then_its_job_fails_with_dispatch_failed(
+    db: dbm.Database, settings: Any, dispatcher: LocalDispatcher
+) -> None:
+    job_id = make_job(db)
+    sqs = client("sqs", settings)
+    sqs.send_message(QueueUrl=settings.dlq_url, MessageBody=JobMessage(job_id).to_body())
+
+    dispatcher.step(wait_seconds=0)
+
+    job = status(db, job_id)
+    assert (job["status"], job["error_code"]) == ("FAILED", "DISPATCH_FAILED")
+    assert drain(sqs, settings.dlq_url) == []
+
+
+def test_given_a_worker_that_exits_without_a_result_when_reaped_then_the_job_fails_and_the_message_is_gone(
+    db: dbm.Database, settings: Any, dispatcher: LocalDispatcher, tmp_path: Path
+) -> None:
+    # The real worker, with no database configured: it starts, cannot configure itself, exits 2.
+    dispatcher.launcher.env = {"TRANSCODEX_DATABASE_URL": ""}
+    job_id = make_job(db)
+    sqs = client("sqs", settings)
+    sqs.send_message(QueueUrl=settings.queue_url, MessageBody=JobMessage(job_id).to_body())
+
+    for _ in range(60):
+        dispatcher.step(wait_seconds=0)
+        if status(db, job_id)["status"] in ("FAILED", "SUCCEEDED"):
+            break
+        time.sleep(0.25)
+
+    job = status(db, job_id)
+    assert (job["status"], job["error_code"]) == ("FAILED", "TASK_STOPPED")
+    assert "exited with code" in job["error_message"]
+    assert job["task_arn"].startswith("local:")
+    assert drain(sqs, settings.queue_url) == []
+    assert (tmp_path / "workers.log").stat().st_size > 0, "the worker's output reaches the platform log"
