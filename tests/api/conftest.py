@@ -114,12 +114,12 @@ def api_server() -> Iterator[str]:
     import threading
 
     from chalice.config import Config
-    from chalice.local import create_local_server
 
+    from runtime.api.chalicelib.local import create_server
     from runtime.local.postgres import free_port
 
     port = free_port()
-    server = create_local_server(app, Config.create(chalice_stage="local", app_name=app.app_name), "127.0.0.1", port)
+    server = create_server(app, Config.create(chalice_stage="local", app_name=app.app_name), "127.0.0.1", port)
     thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:

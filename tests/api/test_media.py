@@ -69,11 +69,11 @@ def test_given_the_seeds_flow_when_replayed_request_for_request_then_every_step_
     # 1. create user, 2. login (cookie), 3. API key with the cookie only — exactly the seed's requests.
     user = post_json(
         client,
-        "/users",
+        "/users/",
         {"name": "Lain", "username": "lain_iwakura", "email": "lain@wired.example", "password": "$present-day"},
     )
     assert user.status_code == 201
-    login = post_json(client, "/sessions", {"email": "lain@wired.example", "password": "$present-day"})
+    login = post_json(client, "/sessions/", {"email": "lain@wired.example", "password": "$present-day"})
     assert login.status_code == 201
     cookie = login.headers["Set-Cookie"].split(";", 1)[0]
     key = client.post("/apikeys", headers={"Cookie": cookie})

@@ -139,3 +139,12 @@ def jpeg_for_fuzz(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     from tests.media import make_image
 
     return Path(make_image(tmp_path_factory.mktemp("fuzz") / "f.jpg", 32, 32)).read_bytes()
+
+
+def test_given_the_http_server_when_a_path_is_unknown_then_404_in_our_shape(api_server: str) -> None:
+    response = requests.get(f"{api_server}/no/such/route", timeout=10)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+    assert requests.get(f"{api_server}/health", timeout=10).status_code == 200
+    seed_style = requests.post(f"{api_server}/users/", json={}, timeout=10)  # the seed's trailing slash
+    assert seed_style.status_code == 400 and seed_style.json()["error"]["code"] == "INVALID_BODY"

@@ -99,3 +99,12 @@ def normalise(response: Response) -> Response:
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
         return error_response(response.status_code, code, message, details, headers)
     return response
+
+
+#: For API Gateway (gateway responses): an unknown path is API Gateway's MISSING_AUTHENTICATION_TOKEN
+#: (403); answer it as 404 in the API's shape. ``$context.path`` is filled in by API Gateway.
+GATEWAY_NOT_FOUND = {
+    "response_type": "MISSING_AUTHENTICATION_TOKEN",
+    "status_code": "404",
+    "template": '{"error": {"code": "NOT_FOUND", "message": "no route matches $context.path", "details": {}}}',
+}
