@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -209,9 +210,10 @@ class LocalProcessLauncher:
     """Runs each job's worker as a subprocess, at most ``max_workers`` at once.
 
     The local platform should take a new message only while :attr:`free_slots` > 0, and call
-    :meth:`poll` (or :meth:`wait`) regularly: every exited worker comes back exactly once as
-    a :class:`FinishedProcess`, to be passed to ``core.task_stopped`` so a worker that died
-    (killed, crashed) without recording a result leaves its job FAILED, not RUNNING forever.
+    :meth:`poll` regularly (:meth:`wait` blocks until there is something to poll). Every exited
+    worker comes back from poll() exactly once as a :class:`FinishedProcess`, to be passed to
+    ``core.task_stopped`` so a worker that died (killed, crashed) without recording a result
+    leaves its job FAILED, not RUNNING forever.
     """
 
     max_workers: int = 2
@@ -222,12 +224,10 @@ class LocalProcessLauncher:
     cwd: str | None = None
     _running: dict[str, _Running] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    _changed: threading.Condition = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_workers < 1:
             raise ValueError("max_workers must be >= 1")
-        self._changed = threading.Condition(self._lock)
 
     @property
     def running(self) -> int:
@@ -274,21 +274,24 @@ class LocalProcessLauncher:
                 if code is not None:
                     del self._running[task_id]
                     finished.append(FinishedProcess(entry.job_id, task_id, code))
-            if finished:
-                self._changed.notify_all()
         return finished
 
-    def wait(self, timeout: float | None = None, interval: float = 0.1) -> list[FinishedProcess]:
-        """Block until at least one worker exits (or ``timeout`` seconds pass); reap like :meth:`poll`."""
-        import time
+    def wait(self, timeout: float | None = None, interval: float = 0.1) -> bool:
+        """Block until a worker has exited (True) or ``timeout`` seconds pass / none runs (False).
 
+        It does not reap: call :meth:`poll` afterwards, so no exited worker can be lost by a
+        caller that ignores this return value.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            finished = self.poll()
-            if finished or not self.running:
-                return finished
+            with self._lock:
+                entries = list(self._running.values())
+            if not entries:
+                return False
+            if any(entry.process.poll() is not None for entry in entries):
+                return True
             if deadline is not None and time.monotonic() >= deadline:
-                return []
+                return False
             time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
 
     def stop(self, task_id: str, reason: str, grace_seconds: float = 5.0) -> None:

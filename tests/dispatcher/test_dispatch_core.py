@@ -174,7 +174,8 @@ def test_given_the_job_cancelled_while_its_worker_starts_when_dispatched_then_th
     job = make_job()
 
     outcome = dispatch(db, launcher, body_for(job))
-    finished = launcher.wait(timeout=10)
+    assert launcher.wait(timeout=10)
+    finished = launcher.poll()
 
     assert outcome is Outcome.SKIPPED
     assert [(f.job_id, f.exit_code) for f in finished] == [(str(job["id"]), -15)]

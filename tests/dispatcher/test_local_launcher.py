@@ -43,7 +43,8 @@ def test_given_one_slot_when_a_second_worker_is_launched_then_it_is_refused_unti
     assert (launcher.running, launcher.free_slots) == (1, 0)
     with pytest.raises(LaunchError) as refused:
         launcher.launch(LaunchRequest(job_id="job-b", user_id="u"))
-    finished = launcher.wait(timeout=30)
+    assert launcher.wait(timeout=30)
+    finished = launcher.poll()
 
     assert refused.value.code == "NO_CAPACITY" and refused.value.throttled
     assert task_id.startswith("local:")
@@ -71,7 +72,8 @@ def test_given_a_worker_that_crashes_when_reaped_then_its_job_fails_with_the_exi
 
     assert dispatch(db, launcher, body_for(job)) is Outcome.LAUNCHED
     task_id = get_job(db, job["id"])["task_arn"]
-    [finished] = launcher.wait(timeout=30)
+    assert launcher.wait(timeout=30)
+    [finished] = launcher.poll()
     failed = task_stopped(db, finished.to_stopped_task())
 
     assert task_id.startswith("local:") and finished.task_id == task_id
@@ -109,7 +111,27 @@ def test_given_a_worker_that_recorded_success_when_it_exits_then_the_job_stays_s
         dbm.transition(conn, str(job["id"]), JobStatus.RUNNING)
         dbm.transition(conn, str(job["id"]), JobStatus.SUCCEEDED)
 
-    [finished] = launcher.wait(timeout=30)
+    assert launcher.wait(timeout=30)
+    [finished] = launcher.poll()
 
     assert task_stopped(db, finished.to_stopped_task()) is None
     assert get_job(db, job["id"])["status"] == JobStatus.SUCCEEDED
+
+
+def test_given_a_worker_exits_while_another_runs_when_waiting_then_poll_still_returns_it_exactly_once() -> None:
+    launcher = LocalProcessLauncher(
+        max_workers=2, command=[sys.executable, "-c", "import sys; sys.exit(0)", "{job_id}"]
+    )
+    quick = launcher.launch(LaunchRequest(job_id="quick", user_id="u"))
+    launcher.command = ["sleep", "30"]
+    slow = launcher.launch(LaunchRequest(job_id="slow", user_id="u"))
+    try:
+        launcher.wait(timeout=30)  # a caller may ignore the answer: wait() never consumes an exit
+        first = launcher.poll()
+        again = launcher.poll()
+    finally:
+        [stopped] = launcher.shutdown(grace_seconds=1)
+
+    assert [(f.task_id, f.exit_code) for f in first] == [(quick, 0)]
+    assert again == []
+    assert (stopped.task_id, stopped.exit_code) == (slow, -15)
