@@ -11,7 +11,7 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from runtime.api.chalicelib import accounts, deps, media, playback, schemas
+from runtime.api.chalicelib import accounts, deps, media, playback, schemas, tokens
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.errors import ApiError, json_response
 from runtime.api.chalicelib.requests import (
@@ -151,11 +151,11 @@ def create_session() -> Response:
     request = _request()
     body = json_body(request, schemas.CREATE_SESSION)
     d = deps.get()
-    tokens = accounts.login(d, body["email"], body["password"], user_agent(request), client_ip(request))
+    issued = accounts.login(d, body["email"], body["password"], user_agent(request), client_ip(request))
     return json_response(
         201,
-        {"message": "session created, cookies set", **tokens.body()},
-        {"Set-Cookie": tokens.cookie(d.settings.refresh_token_ttl_seconds)},
+        {"message": "session created, cookies set", **issued.body()},
+        {"Set-Cookie": issued.cookie(d.settings.refresh_token_ttl_seconds)},
     )
 
 
@@ -172,15 +172,15 @@ def create_session() -> Response:
 def refresh_session() -> Response:
     request = _request()
     body = json_body(request, schemas.REFRESH_SESSION, required=False)
-    token = body.get("refresh_token") or accounts._cookie_tokens(request)[1]
+    token = body.get("refresh_token") or accounts.cookie_tokens(request)[1]
     if not token:
         raise ApiError(401, "UNAUTHENTICATED", "send refresh_token in the body or the authorization cookie")
     d = deps.get()
-    tokens = accounts.refresh(d, token)
+    issued = accounts.refresh(d, token)
     return json_response(
         200,
-        {"message": "session refreshed", **tokens.body()},
-        {"Set-Cookie": tokens.cookie(d.settings.refresh_token_ttl_seconds)},
+        {"message": "session refreshed", **issued.body()},
+        {"Set-Cookie": issued.cookie(d.settings.refresh_token_ttl_seconds)},
     )
 
 
@@ -260,7 +260,7 @@ def create_api_key() -> Response:
         deps.get(), principal.user_id, body.get("name", "default"), body.get("expires_in_days")
     )
     # 200 like the seed (its clients check for it).
-    return json_response(200, key, {"x-api-key": key["key"]})
+    return json_response(200, key)
 
 
 @api.route(
@@ -500,7 +500,10 @@ def _playback_user(job_id: str) -> tuple[str, str]:
 def playback_master(job_id: str) -> Response:
     ident = parse_id(job_id, "job_id")
     user_id, token = _playback_user(ident)
-    return _playlist(playback.master(deps.get(), user_id, ident, _base(), token))
+    d = deps.get()
+    # Called with credentials instead of a token: variant URLs still need one (players send no headers).
+    token = token or tokens.playback_token(user_id, ident, d.jwt_secret)
+    return _playlist(playback.master(d, user_id, ident, _base(), token))
 
 
 @api.route(

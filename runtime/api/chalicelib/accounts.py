@@ -334,7 +334,7 @@ def revoke_api_key(deps: Deps, user_id: str, *, key_id: str | None = None, key: 
 # --- authentication ------------------------------------------------------------------------
 
 
-def _cookie_tokens(request: Request) -> tuple[str | None, str | None]:
+def cookie_tokens(request: Request) -> tuple[str | None, str | None]:
     raw = header(request, "cookie")
     if not raw:
         return None, None
@@ -381,7 +381,7 @@ def _session_principal(deps: Deps, token: str) -> Principal:
 def session_from_request(deps: Deps, request: Request) -> Principal | None:
     """The session principal, or None when no token was sent; raises 401 for a bad token."""
     bearer = _bearer(request)
-    cookie_access, cookie_refresh = (None, None) if bearer else _cookie_tokens(request)
+    cookie_access, cookie_refresh = (None, None) if bearer else cookie_tokens(request)
     token = bearer or cookie_access
     if not token:
         return None
