@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         log.error("invalid configuration", extra={"error": str(err), "job_id": job_id})
         return EXIT_CONFIG
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # ECS stop: record why, kill ffmpeg, clean scratch
+    signal.signal(signal.SIGINT, _on_sigterm)
     try:
         status = run_job(job_id, settings, database)
     except JobNotFound:

@@ -64,14 +64,12 @@ class ImageHeader:
     height: int
     loader: str
     orientation: int
+    #: the format we can write back in (None: not writable, e.g. SVG, PDF, HEIC)
+    writable_format: str | None = None
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
-
-    @property
-    def writable_format(self) -> str | None:
-        return _LOADER_FORMATS.get(self.loader.removesuffix("_source").removesuffix("_buffer"))
 
 
 @dataclass
@@ -110,7 +108,15 @@ def read_header(path: Path, limits: Limits) -> ImageHeader:
             ErrorCode.INPUT_UNREADABLE, f"the image header cannot be read (corrupt or truncated file): {_first(text)}"
         ) from err
     orientation = image.get("orientation") if image.get_typeof("orientation") else 1
-    header = ImageHeader(image.width, image.height, image.get("vips-loader"), int(orientation))
+    loader = str(image.get("vips-loader"))
+    writable = _LOADER_FORMATS.get(loader.removesuffix("_source").removesuffix("_buffer"))
+    if (
+        loader.startswith("heifload")
+        and image.get_typeof("heif-compression")
+        and image.get("heif-compression") == "av1"
+    ):
+        writable = "avif"
+    header = ImageHeader(image.width, image.height, loader, int(orientation), writable)
     if header.pixels > limits.max_image_pixels:
         raise JobFailure(
             ErrorCode.LIMIT_EXCEEDED,

@@ -10,7 +10,6 @@ portrait), so all planning is done on the displayed size.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -453,7 +452,3 @@ def process_video(
         outputs += fn(source, work, info, params, hook, deadline)
         done += weight
     return outputs
-
-
-def deadline_in(seconds: float) -> float:
-    return time.monotonic() + seconds

