@@ -171,12 +171,25 @@ def stop_postgres(server: PostgresServer, pid: int | None, timeout_s: float = 60
             time.sleep(0.1)
 
 
-def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[Any], what: str) -> None:
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    """Wait until ``pid`` has exited (gone, or a zombie awaiting its reaper)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return
+        time.sleep(0.05)
+
+
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[Any], what: str, log_path: Path) -> None:
     """Wait until ``url`` answers at all (any HTTP status), or fail if the process died."""
     deadline = time.monotonic() + timeout_s
     while True:
         if proc.poll() is not None:
-            raise PlatformError(f"{what} exited with code {proc.returncode} while starting; see the log")
+            raise PlatformError(f"{what} exited with code {proc.returncode} while starting; see {log_path}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -221,6 +234,10 @@ class Platform:
         self.crashed: str | None = None
 
     # --- state files ----------------------------------------------------------------------
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "logs" / "platform.log"
 
     @property
     def state_path(self) -> Path:
@@ -274,6 +291,7 @@ class Platform:
                 log.warning("stopping a leftover process", extra={"child": name, "pid": pid})
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
+                _wait_gone(pid, 10.0)  # so its port is free before ports are picked
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -298,7 +316,7 @@ class Platform:
         """Bring everything up; return the API URL. On failure everything started is stopped."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._acquire_lock()
-        self._sink = LogSink(self.data_dir / "logs" / "platform.log", self.echo)
+        self._sink = LogSink(self.log_path, self.echo)
         self._attach_logging()
         try:
             self._start()
@@ -347,7 +365,7 @@ class Platform:
         moto = self.spawn(
             "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], MOTO_QUIET
         )
-        _wait_http(f"{self.moto_url}/moto-api/", 30, moto, "moto's server")
+        _wait_http(f"{self.moto_url}/moto-api/", 30, moto, "moto's server", self.log_path)
         self._provision_aws()
         self.settings = load_settings(self.env, ["database", "storage", "queue", "auth"])
         restored = s3state.restore(self._s3(), self.data_dir / "s3")
@@ -356,7 +374,7 @@ class Platform:
         # the Chalice app
         api = self.spawn("api", [sys.executable, "-m", "runtime.local.api_server", "--port", str(api_port)])
         self.api_url = f"http://127.0.0.1:{api_port}"
-        _wait_http(f"{self.api_url}/openapi.json", 60, api, "the API server")
+        _wait_http(f"{self.api_url}/openapi.json", 60, api, "the API server", self.log_path)
         self._write_state(
             ports={"api": api_port, "moto": moto_port, "postgres": self.postgres.port},
             api_url=self.api_url,
@@ -368,9 +386,7 @@ class Platform:
         # the dispatcher and the S3 mirror
         from runtime.local.dispatch_loop import LocalDispatcher
 
-        self.dispatcher = LocalDispatcher(
-            self.settings, concurrency=self.concurrency, log_path=self.data_dir / "logs" / "platform.log"
-        )
+        self.dispatcher = LocalDispatcher(self.settings, concurrency=self.concurrency, log_path=self.log_path)
         requeued = self.dispatcher.recover()
         log.info("jobs recovered", extra=requeued)
         self._run_thread("dispatcher", self.dispatcher.run_until, self.stopping)
