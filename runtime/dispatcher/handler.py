@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 #: Seconds after which a claim with no task recorded is taken over (see core.reclaim_stale_claim);
 #: the deployment sets it to the function timeout plus a margin.
 CLAIM_TIMEOUT_ENV = "TRANSCODEX_DISPATCH_CLAIM_TIMEOUT_SECONDS"
+#: Time kept in hand per invocation: one RunTask with botocore's throttling retries fits in it.
+RESERVE_MS = 15_000
 
 
 @dataclass
@@ -66,14 +68,27 @@ def reset() -> None:
         _runtimes.clear()
 
 
+def _time_left_ms(context: Any) -> float:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    return float(getter()) if callable(getter) else float("inf")
+
+
 def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
-    """Dispatch every record; report the ones to retry as batch item failures."""
+    """Dispatch every record; report the ones to retry as batch item failures.
+
+    Records not started before the last ``RESERVE_MS`` of the invocation are handed back
+    untouched, so a slow, throttled RunTask cannot make the function time out mid-claim.
+    """
     rt = runtime()
     failures: list[dict[str, str]] = []
     for record in event.get("Records") or []:
         message_id = str(record.get("messageId") or "")
         receive_count = (record.get("attributes") or {}).get("ApproximateReceiveCount")
         with bind(message_id=message_id, receive_count=receive_count):
+            if _time_left_ms(context) < RESERVE_MS:
+                log.warning("too little time left to dispatch; handing the message back")
+                failures.append({"itemIdentifier": message_id})
+                continue
             try:
                 outcome = dispatch(
                     rt.db,

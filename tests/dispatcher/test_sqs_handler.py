@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from runtime.dispatcher import handler
@@ -154,3 +155,19 @@ def test_given_a_batch_larger_than_free_capacity_when_handled_then_only_the_over
     assert get_job(db, launched_job_id)["task_arn"].startswith("local:")
     stored = get_job(db, waiting["id"])
     assert (stored["status"], stored["dispatch_count"]) == (JobStatus.QUEUED, 1)
+
+
+def test_given_the_invocation_nearly_out_of_time_when_handled_then_records_are_handed_back_unclaimed(
+    lambda_env: Any, ecs: Any, ecs_settings: Any, db: dbm.Database, make_job: Any, queue: Any
+) -> None:
+    job = make_job()
+    [message_id] = queue.send(body_for(job))
+    # The Lambda context object: only its clock matters here.
+    context = SimpleNamespace(get_remaining_time_in_millis=lambda: handler.RESERVE_MS - 1)
+
+    response = handler.handle_sqs(queue.event(queue.receive(expect=1)), context)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": message_id}]}
+    stored = get_job(db, job["id"])
+    assert (stored["status"], stored["dispatch_count"]) == (JobStatus.QUEUED, 0)
+    assert cluster_tasks(ecs, ecs_settings) == []
