@@ -76,16 +76,18 @@ def _time_left_ms(context: Any) -> float:
 def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     """Dispatch every record; report the ones to retry as batch item failures.
 
-    Records not started before the last ``RESERVE_MS`` of the invocation are handed back
-    untouched, so a slow, throttled RunTask cannot make the function time out mid-claim.
+    Records not started before the last ``RESERVE_MS`` (at most a quarter of the invocation)
+    are handed back untouched, so a slow, throttled RunTask cannot make the function time out
+    mid-claim.
     """
     rt = runtime()
+    reserve_ms = min(RESERVE_MS, _time_left_ms(context) / 4)
     failures: list[dict[str, str]] = []
     for record in event.get("Records") or []:
         message_id = str(record.get("messageId") or "")
         receive_count = (record.get("attributes") or {}).get("ApproximateReceiveCount")
         with bind(message_id=message_id, receive_count=receive_count):
-            if _time_left_ms(context) < RESERVE_MS:
+            if _time_left_ms(context) < reserve_ms:
                 log.warning("too little time left to dispatch; handing the message back")
                 failures.append({"itemIdentifier": message_id})
                 continue

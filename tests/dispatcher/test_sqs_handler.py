@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 from typing import Any
 
@@ -157,17 +158,22 @@ def test_given_a_batch_larger_than_free_capacity_when_handled_then_only_the_over
     assert (stored["status"], stored["dispatch_count"]) == (JobStatus.QUEUED, 1)
 
 
-def test_given_the_invocation_nearly_out_of_time_when_handled_then_records_are_handed_back_unclaimed(
+def test_given_the_invocation_running_out_of_time_when_handled_then_later_records_are_handed_back_unclaimed(
     lambda_env: Any, ecs: Any, ecs_settings: Any, db: dbm.Database, make_job: Any, queue: Any
 ) -> None:
-    job = make_job()
-    [message_id] = queue.send(body_for(job))
-    # The Lambda context object: only its clock matters here.
-    context = SimpleNamespace(get_remaining_time_in_millis=lambda: handler.RESERVE_MS - 1)
+    first, second = make_job(), make_job()
+    queue.send(body_for(first), body_for(second))
+    messages = queue.receive(expect=2)
+    # The Lambda context object: 60 s at the start and for the first record, then 10 s left.
+    clock = itertools.chain([60_000, 60_000], itertools.repeat(10_000))
+    context = SimpleNamespace(get_remaining_time_in_millis=lambda: next(clock))
 
-    response = handler.handle_sqs(queue.event(queue.receive(expect=1)), context)
+    response = handler.handle_sqs(queue.event(messages), context)
 
-    assert response == {"batchItemFailures": [{"itemIdentifier": message_id}]}
-    stored = get_job(db, job["id"])
+    by_body = {m["Body"]: m["MessageId"] for m in messages}
+    late, early = (second, first) if messages[0]["Body"] == body_for(first) else (first, second)
+    assert response == {"batchItemFailures": [{"itemIdentifier": by_body[body_for(late)]}]}
+    assert get_job(db, early["id"])["status"] == JobStatus.DISPATCHED
+    stored = get_job(db, late["id"])
     assert (stored["status"], stored["dispatch_count"]) == (JobStatus.QUEUED, 0)
-    assert cluster_tasks(ecs, ecs_settings) == []
+    assert len(cluster_tasks(ecs, ecs_settings)) == 1
