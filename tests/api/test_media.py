@@ -86,6 +86,8 @@ def test_given_the_seeds_flow_when_replayed_request_for_request_then_every_step_
     )
     assert upload.status_code == 201
     assert {"upload_id", "presigned_url"} <= set(upload.json_body)
+    # Signed as what browsers and Postman send for a .jpg, not the seed's non-standard alias.
+    assert upload.json_body["headers"] == {"Content-Type": "image/jpeg"}
     # 5. PUT the file to S3 (moto) with the signed headers.
     put = requests.put(upload.json_body["presigned_url"], data=jpeg, headers=upload.json_body["headers"], timeout=30)
     assert put.status_code == 200

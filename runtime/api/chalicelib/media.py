@@ -93,15 +93,71 @@ def _upload_body(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Non-standard names clients send (the seed's own example uses image/jpg) -> what browsers send.
+MIME_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "video/x-m4v": "video/mp4"}
+
+
+def _presign(deps: Deps, key: str, mime: str, size: int | None, multipart_id: str | None) -> dict[str, Any]:
+    """The upload instructions: a PUT URL signing Content-Type (and Content-Length when the size
+    is declared) plus a POST policy bounding both, or one signed URL per multipart part."""
+    s = deps.settings
+    s3 = deps.s3
+    if multipart_id is not None:
+        assert size is not None
+        part_size = max(MIN_PART_BYTES, math.ceil(size / MAX_PARTS))
+        parts = []
+        for number in range(1, max(1, math.ceil(size / part_size)) + 1):
+            length = min(part_size, size - (number - 1) * part_size)
+            url = s3.generate_presigned_url(
+                "upload_part",
+                Params={
+                    "Bucket": s.input_bucket,
+                    "Key": key,
+                    "UploadId": multipart_id,
+                    "PartNumber": number,
+                    "ContentLength": length,
+                },
+                ExpiresIn=UPLOAD_URL_TTL_SECONDS,
+            )
+            parts.append({"part_number": number, "url": url, "size_bytes": length})
+        return {
+            "presigned_url": None,
+            "method": "PUT",
+            "headers": {},
+            "presigned_post": None,
+            "multipart": {"part_size": part_size, "parts": parts},
+        }
+    params: dict[str, Any] = {"Bucket": s.input_bucket, "Key": key, "ContentType": mime}
+    headers = {"Content-Type": mime}
+    if size is not None:
+        params["ContentLength"] = size
+        headers["Content-Length"] = str(size)
+    post = s3.generate_presigned_post(
+        Bucket=s.input_bucket,
+        Key=key,
+        Fields={"Content-Type": mime},
+        Conditions=[{"Content-Type": mime}, ["content-length-range", 1, size or s.limits.max_input_bytes]],
+        ExpiresIn=UPLOAD_URL_TTL_SECONDS,
+    )
+    return {
+        "presigned_url": s3.generate_presigned_url("put_object", Params=params, ExpiresIn=UPLOAD_URL_TTL_SECONDS),
+        "method": "PUT",
+        "headers": headers,
+        "presigned_post": post,
+        "multipart": None,
+    }
+
+
 def create_upload(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
     s = deps.settings
     file_type = str(body["file_type"]).upper()
-    mime = str(body["mime_type"]).strip().lower()
-    if mime not in MIME_TYPES[file_type]:
+    declared = str(body["mime_type"]).strip().lower()
+    mime = MIME_ALIASES.get(declared, declared)
+    if declared not in MIME_TYPES[file_type]:
         raise ApiError(
             422,
             "UNSUPPORTED_MEDIA_TYPE",
-            f"mime_type {mime!r} is not an accepted {file_type} type",
+            f"mime_type {declared!r} is not an accepted {file_type} type",
             {"field": "mime_type", "allowed": list(MIME_TYPES[file_type])},
         )
     size = body.get("size_bytes")
@@ -117,65 +173,12 @@ def create_upload(deps: Deps, principal: Principal, body: dict[str, Any]) -> dic
         raise ApiError(400, "INVALID_BODY", "a multipart upload needs size_bytes", {"field": "size_bytes"})
     upload_id = str(uuid.uuid4())
     key = f"input/{principal.user_id}/{upload_id}/{safe_name(str(body['file_name']))}"
-    s3 = deps.s3
-    multipart_id: str | None = None
-    result: dict[str, Any] = {"expires_in": UPLOAD_URL_TTL_SECONDS, "max_bytes": size or s.limits.max_input_bytes}
-    try:
-        if multipart:
-            assert size is not None
-            multipart_id = s3.create_multipart_upload(Bucket=s.input_bucket, Key=key, ContentType=mime)["UploadId"]
-            part_size = max(MIN_PART_BYTES, math.ceil(size / MAX_PARTS))
-            count = max(1, math.ceil(size / part_size))
-            parts = []
-            for number in range(1, count + 1):
-                length = min(part_size, size - (number - 1) * part_size)
-                url = s3.generate_presigned_url(
-                    "upload_part",
-                    Params={
-                        "Bucket": s.input_bucket,
-                        "Key": key,
-                        "UploadId": multipart_id,
-                        "PartNumber": number,
-                        "ContentLength": length,
-                    },
-                    ExpiresIn=UPLOAD_URL_TTL_SECONDS,
-                )
-                parts.append({"part_number": number, "url": url, "size_bytes": length})
-            result.update(
-                presigned_url=None,
-                method="PUT",
-                headers={},
-                multipart={
-                    "part_size": part_size,
-                    "parts": parts,
-                    "complete_path": f"/media/upload/{upload_id}/complete",
-                    "abort_path": f"/media/upload/{upload_id}/abort",
-                },
-                presigned_post=None,
-            )
-        else:
-            params: dict[str, Any] = {"Bucket": s.input_bucket, "Key": key, "ContentType": mime}
-            headers = {"Content-Type": mime}
-            if size is not None:
-                params["ContentLength"] = size
-                headers["Content-Length"] = str(size)
-            url = s3.generate_presigned_url("put_object", Params=params, ExpiresIn=UPLOAD_URL_TTL_SECONDS)
-            post = s3.generate_presigned_post(
-                Bucket=s.input_bucket,
-                Key=key,
-                Fields={"Content-Type": mime},
-                Conditions=[{"Content-Type": mime}, ["content-length-range", 1, size or s.limits.max_input_bytes]],
-                ExpiresIn=UPLOAD_URL_TTL_SECONDS,
-            )
-            result.update(presigned_url=url, method="PUT", headers=headers, multipart=None, presigned_post=post)
-    except (ClientError, BotoCoreError) as err:
-        log.error("presigning failed", extra={"error": str(err)})
-        raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
+    # The row first: whatever happens in S3 afterwards, the upload has a record.
     with deps.db.connection() as conn:
-        row = conn.execute(
+        conn.execute(
             """INSERT INTO uploads (id, user_id, api_key_id, object_key, filename, content_type, media_type,
-                                    declared_bytes, multipart_upload_id)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+                                    declared_bytes)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
             (
                 upload_id,
                 principal.user_id,
@@ -185,11 +188,35 @@ def create_upload(deps: Deps, principal: Principal, body: dict[str, Any]) -> dic
                 mime,
                 file_type,
                 size or 0,
-                multipart_id,
             ),
+        )
+    multipart_id: str | None = None
+    try:
+        if multipart:
+            multipart_id = deps.s3.create_multipart_upload(Bucket=s.input_bucket, Key=key, ContentType=mime)["UploadId"]
+        instructions = _presign(deps, key, mime, size, multipart_id)
+    except (ClientError, BotoCoreError) as err:
+        log.error("presigning failed", extra={"error": str(err), "upload_id": upload_id})
+        with deps.db.connection() as conn:
+            conn.execute(
+                "UPDATE uploads SET status = 'ABORTED', multipart_upload_id = %s WHERE id = %s",
+                (multipart_id, upload_id),
+            )
+        raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
+    with deps.db.connection() as conn:
+        row = conn.execute(
+            "UPDATE uploads SET multipart_upload_id = %s WHERE id = %s RETURNING *", (multipart_id, upload_id)
         ).fetchone()
     assert row is not None
-    return {**_upload_body(row), **result}
+    if instructions["multipart"] is not None:
+        instructions["multipart"]["complete_path"] = f"/media/upload/{upload_id}/complete"
+        instructions["multipart"]["abort_path"] = f"/media/upload/{upload_id}/abort"
+    return {
+        **_upload_body(row),
+        "expires_in": UPLOAD_URL_TTL_SECONDS,
+        "max_bytes": size or s.limits.max_input_bytes,
+        **instructions,
+    }
 
 
 def _owned_upload(deps: Deps, principal: Principal, upload_id: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import contextvars
 import functools
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class Api:
             @functools.wraps(view)
             def wrapped(**kwargs: Any) -> Response:
                 token = pending_cookie.set(None)
+                started = time.perf_counter()
                 request_id = (self.app.current_request.context or {}).get("requestId") or uuid.uuid4().hex
                 with bind(request_id=request_id, route=f"{method} {path}"):
                     try:
@@ -102,6 +104,13 @@ class Api:
                     if cookie and "Set-Cookie" not in response.headers:
                         response.headers["Set-Cookie"] = cookie
                     pending_cookie.reset(token)
+                    log.info(
+                        "request",
+                        extra={
+                            "status": response.status_code,
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        },
+                    )
                     return response
 
             # Bodies are JSON; routes without a body accept any (absent) content type.
