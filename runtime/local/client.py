@@ -393,18 +393,20 @@ class Client:
         info = self.download_info(job_id)
         target = (out_dir / job_id).resolve()
         saved: list[Path] = []
-        for output in _outputs(info):
-            url = output.get("url") or output.get("download_url")
-            if url:
-                dest = self._save(url, target, _relative_name(output, job_id), progress)
-                saved.append(dest)
-                output["path"] = dest
-        masters = [o for o in _outputs(info) if o.get("role") == "hls-master" and o.get("path")]
-        if masters and info.get("playback_url"):
-            saved += self._download_segments(str(info["playback_url"]), masters[0]["path"], target, progress)
+        with _bar(progress, None, f"download {job_id[:8]}") as bar:
+            for output in _outputs(info):
+                url = output.get("url") or output.get("download_url")
+                if url:
+                    dest = self._save(url, target, _relative_name(output, job_id), bar)
+                    saved.append(dest)
+                    output["path"] = dest
+            masters = [o for o in _outputs(info) if o.get("role") == "hls-master" and o.get("path")]
+            if masters and info.get("playback_url"):
+                saved += self._download_segments(str(info["playback_url"]), masters[0]["path"], target, bar)
+            bar.set_postfix_str(f"{len(saved)} files")
         return saved
 
-    def _save(self, url: str, target: Path, relative: str, progress: bool) -> Path:
+    def _save(self, url: str, target: Path, relative: str, bar: Any) -> Path:
         dest = (target / relative).resolve()
         if target not in dest.parents:  # never write outside the job's folder
             raise ApiError(0, "BAD_RESPONSE", f"refusing to write outside {target}: {relative}")
@@ -412,9 +414,8 @@ class Client:
         response = self._send("GET", url, stream=True, timeout=max(self.timeout, 600))
         if response.status_code >= 300:
             raise ApiError(response.status_code, "DOWNLOAD_FAILED", f"could not download {relative}")
-        total = int(response.headers.get("Content-Length") or 0) or None
         part = dest.with_name(dest.name + ".part")
-        with _bar(progress, total, f"download {relative}") as bar, part.open("wb") as out:
+        with part.open("wb") as out:
             for chunk in response.iter_content(CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -427,7 +428,7 @@ class Client:
             raise _error_from_response(response)
         return response.text
 
-    def _download_segments(self, playback_url: str, master: Path, target: Path, progress: bool) -> list[Path]:
+    def _download_segments(self, playback_url: str, master: Path, target: Path, bar: Any) -> list[Path]:
         """Pair each playlist's URIs on disk (relative) with the playback ones (signed), by position."""
         saved: list[Path] = []
         served_master = self._playlist(playback_url)
@@ -439,7 +440,7 @@ class Client:
             served_variant = self._playlist(served_variant_url)
             for segment, signed in zip(_uris(variant_path.read_text()), _uris(served_variant), strict=False):
                 relative = (variant_path.parent / segment.split("?")[0]).resolve().relative_to(target)
-                saved.append(self._save(urljoin(served_variant_url, signed), target, str(relative), progress))
+                saved.append(self._save(urljoin(served_variant_url, signed), target, str(relative), bar))
         return saved
 
     # --- the whole flow ----------------------------------------------------------------------------

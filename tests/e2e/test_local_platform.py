@@ -23,7 +23,7 @@ import psycopg
 import pytest
 import requests
 
-from runtime.local.client import Client, job_id_of
+from runtime.local.client import ApiError, Client, Credentials, job_id_of
 from tests.e2e.platform_proc import RunningPlatform, owned_processes, start_platform
 from tests.media import ffprobe, make_image, make_video
 
@@ -153,6 +153,25 @@ def test_given_one_idempotency_key_when_a_submission_is_sent_twice_at_once_then_
     assert job_id_of(results[0]) == job_id_of(results[1])
     listed = owner.jobs()["items"]
     assert [job_id_of(j) for j in listed] == [job_id_of(results[0])]
+
+
+def test_given_a_rejected_access_token_when_calling_then_the_client_refreshes_once_and_logout_revokes_it(
+    platform: RunningPlatform,
+) -> None:
+    user = new_user(platform.api_url)
+    saved: list[Credentials] = []
+    stale = Credentials(access_token="not-a-token", refresh_token=user.creds.refresh_token)
+    refreshing = Client(platform.api_url, stale, on_credentials=lambda c: saved.append(Credentials(**vars(c))))
+
+    assert refreshing.jobs()["items"] == []
+    fresh = saved[-1].access_token
+    assert fresh not in (None, "not-a-token")
+    assert saved[-1].refresh_token != user.creds.refresh_token  # rotated
+
+    refreshing.logout()
+    with pytest.raises(ApiError) as refused:
+        Client(platform.api_url, Credentials(access_token=fresh)).jobs()
+    assert refused.value.status == 401
 
 
 def _worker_pid(state: dict[str, Any], job_id: str) -> int | None:
