@@ -50,6 +50,8 @@ _LOADER_FORMATS = {
     "gifload": "gif",
     "tiffload": "tiff",
 }
+#: a truncated file fails the job instead of silently becoming a half-grey image
+FAIL_ON = "truncated"
 #: operations that may open the file with ``thumbnail`` (shrink-on-load) when they come first
 _SHRINK_ON_LOAD = ("resize", "force-resize", "thumbnail")
 #: operations that need random pixel access (they read the source out of order)
@@ -219,17 +221,18 @@ def _rgba(colour: str) -> list[float]:
 def _open_with_thumbnail(path: Path, name: str, params: Any) -> pyvips.Image:
     """Shrink-on-load for a leading size operation (it also applies EXIF orientation)."""
     if name == "force-resize":
-        return pyvips.Image.thumbnail(str(path), params.width, height=params.height, size="force")
+        return pyvips.Image.thumbnail(str(path), params.width, height=params.height, size="force", fail_on=FAIL_ON)
     if name == "resize":
         return pyvips.Image.thumbnail(
             str(path),
             params.width or UNBOUNDED,
             height=params.height or UNBOUNDED,
             size="both" if params.upscale else "down",
+            fail_on=FAIL_ON,
         )
     height = params.height or (params.width if params.crop else UNBOUNDED)
     return pyvips.Image.thumbnail(
-        str(path), params.width, height=height, size="down", crop="centre" if params.crop else "none"
+        str(path), params.width, height=height, size="down", crop="centre" if params.crop else "none", fail_on=FAIL_ON
     )
 
 
@@ -245,7 +248,7 @@ def build_pipeline(path: Path, spec: JobSpec, header: ImageHeader) -> tuple[pyvi
             image = image.copy_memory()
     else:
         access = "random" if needs_random or header.orientation > 1 else "sequential"
-        image = pyvips.Image.new_from_file(str(path), access=access, fail_on="truncated").autorot()
+        image = pyvips.Image.new_from_file(str(path), access=access, fail_on=FAIL_ON).autorot()
     for op in ops:
         image = OPERATIONS[op.name](image, op.params, ctx)
     return image, ctx

@@ -142,11 +142,12 @@ def test_given_text_file_named_jpg_when_processed_then_unsupported_format(tmp_pa
     assert err.value.code == ErrorCode.UNSUPPORTED_FORMAT
 
 
-def test_given_truncated_jpeg_when_processed_then_input_unreadable(photo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("first", [{"op": "rotate", "angle": 180}, {"op": "resize", "width": 100}])
+def test_given_truncated_jpeg_when_processed_then_input_unreadable(photo: Path, tmp_path: Path, first: dict) -> None:
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(photo.read_bytes()[: photo.stat().st_size // 3])
     with pytest.raises(JobFailure) as err:
-        run(cut, tmp_path, [{"op": "rotate", "angle": 180}])
+        run(cut, tmp_path, [first])
     assert err.value.code == ErrorCode.INPUT_UNREADABLE
 
 
