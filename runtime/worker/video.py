@@ -86,6 +86,12 @@ def probe(path: Path) -> VideoInfo:
     video = next((s for s in streams if s.get("codec_type") == "video" and not _is_cover_art(s)), None)
     if video is None:
         raise JobFailure(ErrorCode.UNSUPPORTED_FORMAT, "the file has no video stream; upload a video file")
+    container = str(data.get("format", {}).get("format_name", ""))
+    if container == "image2" or container.endswith("_pipe"):
+        raise JobFailure(
+            ErrorCode.UNSUPPORTED_FORMAT,
+            f"the file is a still image ({video.get('codec_name', container)}), not a video; submit it as an IMAGE job",
+        )
     duration = _float(data.get("format", {}).get("duration")) or _float(video.get("duration"))
     if not duration or duration <= 0:
         raise JobFailure(ErrorCode.INPUT_UNREADABLE, "the video's duration cannot be determined (damaged file?)")

@@ -98,6 +98,12 @@ def test_given_video_over_pixel_limit_when_checked_then_limit_exceeded(clip: Pat
     assert err.value.code == ErrorCode.LIMIT_EXCEEDED
 
 
+def test_given_still_image_when_probed_as_video_then_unsupported_format(photo: Path) -> None:
+    with pytest.raises(JobFailure) as err:
+        probe(photo)
+    assert err.value.code == ErrorCode.UNSUPPORTED_FORMAT and "IMAGE job" in err.value.message
+
+
 def test_given_text_file_when_probed_then_input_unreadable(tmp_path: Path) -> None:
     fake = tmp_path / "movie.mp4"
     fake.write_text("not a video\n" * 50)
