@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -195,4 +195,34 @@ class Worker(Construct):
             resource_arns=[self.task_role.role_arn, self.task_definition.obtain_execution_role().role_arn],
             conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
         )
+        # RunTask with tags needs TagResource on the new task; StopTask ends a worker whose
+        # job was cancelled while it started. Task ids are random, so: tasks of this cluster.
+        tasks_arn = Stack.of(self).format_arn(
+            service="ecs", resource="task", resource_name=f"{self.cluster.cluster_name}/*"
+        )
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["ecs:TagResource"],
+            resource_arns=[tasks_arn],
+            conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
+        )
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["ecs:StopTask"],
+            resource_arns=[tasks_arn],
+            conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
+        )
+        principal = grantee.grant_principal
+        if isinstance(principal, Construct):
+            acknowledge(
+                principal,
+                "IAM5",
+                "Task ids are random: TagResource (only as part of RunTask) and StopTask are limited to the "
+                "tasks of this one cluster.",
+                f"Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<{self._cluster_logical_id()}>/*",
+            )
         return grant
+
+    def _cluster_logical_id(self) -> str:
+        resolved = Stack.of(self).resolve(self.cluster.cluster_name)
+        return str(resolved.get("Ref", resolved)) if isinstance(resolved, dict) else str(resolved)

@@ -165,6 +165,13 @@ def test_given_default_props_when_synth_then_dispatcher_runs_exactly_the_worker_
             task_def["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0],
         ]
     )
+    tags = [s for _, s in _statements(synth) if "ecs:TagResource" in _as_list(s["Action"])]
+    assert len(tags) == 1
+    assert tags[0]["Condition"] == {"StringEquals": {"ecs:CreateAction": "RunTask"}}
+    stops = [s for _, s in _statements(synth) if "ecs:StopTask" in _as_list(s["Action"])]
+    assert len(stops) == 1 and "ecs:cluster" in stops[0]["Condition"]["ArnEquals"]
+    for statement in (*tags, *stops):
+        assert ":task/" in str(statement["Resource"]) and statement["Resource"] != "*"
 
 
 def test_given_default_props_when_synth_then_task_stopped_rule_targets_this_cluster(synth: Synth) -> None:

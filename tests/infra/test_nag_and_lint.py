@@ -45,6 +45,10 @@ EXPECTED_ACKNOWLEDGEMENTS = {
         "Platform/Migrations/Provider/framework-onEvent/ServiceRole/DefaultPolicy/Resource",
     ),
     ("IAM5[Resource::*]", "Platform/Worker/TaskDefinition/ExecutionRole/DefaultPolicy/Resource"),
+    (
+        "IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<PlatformWorkerClusterCB82B822>/*]",
+        "Platform/Dispatcher/QueueFunction/ServiceRole/DefaultPolicy/Resource",
+    ),
     *(
         (f"IAM5[Resource::<PlatformStorage{bucket}.Arn>/{prefix}/*]", f"{role}/DefaultPolicy/Resource")
         for bucket, prefix in (("InputBucket5D24F046", "input"), ("OutputBucketDAE8074B", "output"))
