@@ -230,6 +230,13 @@ def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
 # --- wiring --------------------------------------------------------------------------------------
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transcodex", description="TranscodeX: media transcoding, locally or on AWS.")
     parser.add_argument("--api-url", help="API base URL (default: $TRANSCODEX_API_URL, the config file, :8000)")
@@ -241,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = local.add_parser("up", help="start PostgreSQL, moto (S3/SQS), the API and the dispatcher; Ctrl-C stops")
     up.add_argument("--port", type=int, default=8000, help="API port (0: any free port)")
     up.add_argument("--data-dir", default=".transcodex", help="state folder (database, files, logs)")
-    up.add_argument("--concurrency", type=int, default=2, help="workers run at once")
+    up.add_argument("--concurrency", type=_positive, default=2, help="workers run at once")
     up.add_argument("--quiet", action="store_true", help="log to DATA_DIR/logs/platform.log only")
     up.set_defaults(func=cmd_local_up, needs_client=False)
 

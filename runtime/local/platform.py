@@ -505,7 +505,9 @@ class Platform:
                 log.exception("stopping workers failed")
             self.dispatcher = None
         moto = self.children.get("moto")
-        if moto is not None and moto.poll() is None and self.settings is not None:
+        if moto is not None and moto.poll() is not None:
+            log.error("moto exited before shutdown; files uploaded since the last mirror (<= 10 s) are lost")
+        elif moto is not None and self.settings is not None:
             try:
                 result = self.sync_s3()
                 log.info("S3 mirrored", extra={"objects": result.total, "downloaded": result.downloaded})
@@ -539,6 +541,8 @@ def run_foreground(data_dir: Path, port: int, concurrency: int, quiet: bool = Fa
     starting = True
 
     def on_signal(signum: int, _frame: object) -> None:
+        if not platform.stopping.is_set():
+            print(f"stopping ({signal.Signals(signum).name}) ...", file=sys.stderr, flush=True)
         platform.stopping.set()
         if starting:
             raise KeyboardInterrupt
@@ -554,6 +558,7 @@ def run_foreground(data_dir: Path, port: int, concurrency: int, quiet: bool = Fa
             return 1
         starting = False
         print(f"API {url}", flush=True)
+        print(f"logs: {platform.log_path}; Ctrl-C stops everything", file=sys.stderr, flush=True)
         code = platform.wait()
         return code
     finally:

@@ -17,9 +17,6 @@ from runtime.shared.contract import parse_job
 from runtime.shared.messages import JobMessage, parse_message
 from runtime.shared.status import JobStatus
 
-pytestmark = pytest.mark.xdist_group("e2e")
-
-
 def make_job(db: dbm.Database) -> str:
     with db.connection() as conn:
         user = conn.execute(
