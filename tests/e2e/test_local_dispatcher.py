@@ -17,6 +17,7 @@ from runtime.shared.contract import parse_job
 from runtime.shared.messages import JobMessage, parse_message
 from runtime.shared.status import JobStatus
 
+
 def make_job(db: dbm.Database) -> str:
     with db.connection() as conn:
         user = conn.execute(
