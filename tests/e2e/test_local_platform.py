@@ -8,6 +8,7 @@ leftovers.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -174,6 +175,48 @@ def test_given_a_rejected_access_token_when_calling_then_the_client_refreshes_on
     assert refused.value.status == 401
 
 
+def test_given_a_saved_api_key_when_the_cli_uploads_then_it_works_until_the_key_is_revoked(
+    platform: RunningPlatform, media: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from runtime.local.cli import main
+
+    monkeypatch.setenv("TRANSCODEX_CONFIG", str(tmp_path / "config.json"))
+    monkeypatch.setenv("TRANSCODEX_API_URL", platform.api_url)
+    name = f"key{uuid.uuid4().hex[:8]}"
+    password = f"pw-{uuid.uuid4().hex}"
+    email = f"{name}@example.com"
+    assert main(["signup", "--name", "K", "--username", name, "--email", email, "--password", password]) == 0
+    assert main(["apikey", "create", "--name", "ci", "--save"]) == 0
+    capsys.readouterr()
+    assert main(["--json", "apikey", "list"]) == 0
+    key_id = json.loads(capsys.readouterr().out)[0]["id"]
+    assert main(["logout"]) == 0  # from now on only the saved key authenticates
+
+    assert main(["--no-progress", "upload", str(media["image"]), "--op", "thumbnail=32x32", "--wait"]) == 0
+    assert "SUCCEEDED" in capsys.readouterr().out
+
+    assert main(["login", "--email", email, "--password", password]) == 0
+    assert main(["apikey", "revoke", key_id]) == 0
+    assert main(["logout"]) == 0
+    capsys.readouterr()
+    assert main(["jobs"]) == 1
+    assert "INVALID_API_KEY" in capsys.readouterr().err
+
+
+def test_given_a_file_over_the_multipart_threshold_when_uploaded_then_parts_complete_and_a_bad_file_fails_clearly(
+    client: Client, workdir: Path
+) -> None:
+    big = workdir / "big.mp4"
+    with big.open("wb") as out:
+        out.truncate(101 * 1024 * 1024)  # zeros: not a video, which the worker must say
+
+    job = client.submit_file(big, [{"op": "poster"}])
+    final = client.wait(job_id_of(job), timeout_s=120, interval_s=0.2)
+
+    assert final["status"] == "FAILED"
+    assert final["error"]["code"] in ("INPUT_UNREADABLE", "UNSUPPORTED_FORMAT")
+
+
 def _worker_pid(state: dict[str, Any], job_id: str) -> int | None:
     with psycopg.connect(state["database_url"]) as conn:
         row = conn.execute("SELECT task_arn FROM jobs WHERE id = %s", (job_id,)).fetchone()
@@ -211,22 +254,8 @@ def test_given_an_unknown_job_when_the_cli_asks_for_it_then_the_api_error_prints
     monkeypatch.setenv("TRANSCODEX_CONFIG", str(config))
     monkeypatch.setenv("TRANSCODEX_API_URL", platform.api_url)
     name = f"cli{uuid.uuid4().hex[:8]}"
-    assert (
-        main(
-            [
-                "signup",
-                "--name",
-                "Cli",
-                "--username",
-                name,
-                "--email",
-                f"{name}@example.com",
-                "--password",
-                "pw-" + name,
-            ]
-        )
-        == 0
-    )
+    signup = ["signup", "--name", "Cli", "--username", name, "--email", f"{name}@example.com"]
+    assert main([*signup, "--password", f"pw-{name}"]) == 0
     assert config.stat().st_mode & 0o777 == 0o600
 
     code = main(
