@@ -327,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as err:
         print(f"error: {err.describe()}", file=sys.stderr)
         return 1
+    except OSError as err:  # a file that cannot be read or written
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

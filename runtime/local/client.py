@@ -206,6 +206,8 @@ class Client:
             ) from None
         except requests.Timeout:
             raise ApiError(0, "TIMEOUT", f"{method} {url} timed out after {self.timeout:.0f}s") from None
+        except requests.RequestException as err:  # a malformed URL, too many redirects, …
+            raise ApiError(0, "HTTP_ERROR", f"{method} {url} failed: {err}") from None
 
     def request(
         self, method: str, path: str, body: Any = None, *, auth: bool = True, headers: dict[str, str] | None = None
