@@ -432,7 +432,7 @@ def process(
             deps.sqs.send_message(QueueUrl=deps.settings.queue_url, MessageBody=JobMessage(job_id).to_body())
         except (ClientError, BotoCoreError) as err:
             log.error("could not queue the job; marking it FAILED", extra={"error": str(err)})
-            with deps.db.connection() as conn:
+            with deps.db.connection() as conn, conn.transaction():
                 jobs_db.transition(
                     conn,
                     job_id,
