@@ -3,6 +3,7 @@ dead-letter queue, and a worker that dies without recording a result."""
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -120,3 +121,26 @@ def test_given_a_worker_that_exits_without_a_result_when_reaped_then_the_job_fai
     assert job["task_arn"].startswith("local:")
     assert drain(sqs, settings.queue_url) == []
     assert (tmp_path / "workers.log").stat().st_size > 0, "the worker's output reaches the platform log"
+
+
+def test_given_one_worker_slot_when_two_jobs_are_queued_then_the_second_waits_for_the_first_to_exit(
+    db: dbm.Database, settings: Any, dispatcher: LocalDispatcher
+) -> None:
+    dispatcher.launcher.command = (sys.executable, "-c", "import time; time.sleep(1.5)")  # a stand-in worker
+    first, second = make_job(db), make_job(db)
+    sqs = client("sqs", settings)
+    for job_id in (first, second):
+        sqs.send_message(QueueUrl=settings.queue_url, MessageBody=JobMessage(job_id).to_body())
+
+    seen: list[tuple[str, str]] = []
+    for _ in range(40):
+        dispatcher.step(wait_seconds=0)
+        seen.append((status(db, first)["status"], status(db, second)["status"]))
+        if "QUEUED" not in seen[-1] and dispatcher.launcher.running == 0:
+            break
+        time.sleep(0.1)
+
+    assert all(pair.count("DISPATCHED") <= 1 for pair in seen), seen
+    assert ("DISPATCHED", "QUEUED") in seen or ("QUEUED", "DISPATCHED") in seen
+    assert {status(db, first)["dispatch_count"], status(db, second)["dispatch_count"]} == {1}
+    assert status(db, first)["status"] == status(db, second)["status"] == "FAILED"  # exited without a result
