@@ -276,6 +276,8 @@ class Platform:
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
             raise PlatformError(
                 f"another `transcodex local up` is already using {self.data_dir}; stop it or pass --data-dir"
             ) from None
@@ -492,6 +494,8 @@ class Platform:
     def stop(self) -> None:
         """Stop everything, in dependency order; safe to call twice and after a failed start."""
         self.stopping.set()
+        if self._lock_file is None:
+            return  # never started (or already stopped): the data folder is not ours to touch
         api = self.children.pop("api", None)
         if api is not None:
             terminate_group(api)

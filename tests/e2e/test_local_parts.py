@@ -156,8 +156,12 @@ def test_given_a_data_dir_in_use_when_a_second_platform_starts_then_it_is_refuse
     first = Platform(tmp_path / "data", echo=None)
     first.data_dir.mkdir(parents=True)
     first._acquire_lock()
+    first._write_state(children={"moto": 4242})
     try:
+        second = Platform(tmp_path / "data", echo=None)
         with pytest.raises(PlatformError, match="already using"):
-            Platform(tmp_path / "data", echo=None).start()
+            second.start()
+        second.stop()  # as run_foreground does after a failed start
+        assert first._read_state()["children"] == {"moto": 4242}, "the refused platform touched the state"
     finally:
         first.stop()
