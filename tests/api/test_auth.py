@@ -291,3 +291,15 @@ def test_given_a_second_login_when_listing_sessions_then_each_is_marked_current_
     second = post_json(client, "/sessions", {"email": caller.email, "password": caller.password}).json_body
     listed = client.get("/sessions/all", headers={"Authorization": f"Bearer {second['access_token']}"}).json_body
     assert {s["id"]: s["current"] for s in listed} == {second["session_id"]: True, caller.tokens["session_id"]: False}
+
+
+def test_given_only_the_seeds_cookie_when_refreshing_then_tokens_rotate_and_the_cookie_is_replaced(
+    alice: Caller,
+) -> None:
+    cookie = json.dumps({"AccessToken": alice.tokens["access_token"], "RefreshToken": alice.tokens["refresh_token"]})
+    response = alice.http.post("/sessions/refresh", headers={"Cookie": f"authorization={cookie}"})
+    assert response.status_code == 200
+    renewed = json.loads(unquote(response.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]))
+    assert renewed["RefreshToken"] == response.json_body["refresh_token"] != alice.tokens["refresh_token"]
+    nothing = alice.http.post("/sessions/refresh")
+    assert nothing.status_code == 401 and _error(nothing)["code"] == "UNAUTHENTICATED"
