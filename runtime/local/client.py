@@ -179,7 +179,9 @@ class Client:
         self.on_credentials = on_credentials
         self.timeout = timeout
         self.http = requests.Session()
-        self.http.trust_env = False  # never route through a proxy from the environment
+        # The local platform is on loopback: a proxy from the environment must not get in the way.
+        # A deployed API keeps the environment's proxy and CA settings.
+        self.http.trust_env = (urlsplit(self.api_url).hostname or "") not in ("127.0.0.1", "localhost", "::1")
 
     # --- plumbing ------------------------------------------------------------------------------
 
