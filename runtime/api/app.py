@@ -145,7 +145,11 @@ def delete_user() -> Response:
     tag="sessions",
     auth="none",
     body=schemas.CREATE_SESSION,
-    responses={201: ("session created, cookies set", schemas.TOKENS), 401: ("invalid credentials", E)},
+    responses={
+        201: ("session created, cookies set", schemas.TOKENS),
+        401: ("invalid credentials", E),
+        429: ("too many failed logins lately", E),
+    },
 )
 def create_session() -> Response:
     request = _request()

@@ -31,6 +31,8 @@ def deps(settings: Any, db: Any) -> Iterator[Deps]:
         yield installed
     finally:
         api_deps.install(previous)
+        with db.connection() as conn:  # the API's own table, not in the shared truncation list
+            conn.execute("TRUNCATE login_failures")
 
 
 @pytest.fixture()

@@ -303,3 +303,20 @@ def test_given_only_the_seeds_cookie_when_refreshing_then_tokens_rotate_and_the_
     assert renewed["RefreshToken"] == response.json_body["refresh_token"] != alice.tokens["refresh_token"]
     nothing = alice.http.post("/sessions/refresh")
     assert nothing.status_code == 401 and _error(nothing)["code"] == "UNAUTHENTICATED"
+
+
+def test_given_repeated_wrong_passwords_when_logging_in_then_429_even_for_the_right_one_later(
+    alice: Caller, database_url: str
+) -> None:
+    from runtime.api.chalicelib.accounts import MAX_FAILURES_PER_EMAIL
+
+    for _ in range(MAX_FAILURES_PER_EMAIL):
+        wrong = post_json(alice.http, "/sessions", {"email": alice.email.upper(), "password": "guess-guess"})
+        assert wrong.status_code == 401
+    blocked = post_json(alice.http, "/sessions", {"email": alice.email, "password": alice.password})
+    assert blocked.status_code == 429 and _error(blocked)["code"] == "TOO_MANY_ATTEMPTS"
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the window passes
+        conn.execute("UPDATE login_failures SET created_at = now() - interval '16 minutes'")
+    assert post_json(alice.http, "/sessions", {"email": alice.email, "password": alice.password}).status_code == 201
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM login_failures").fetchone()[0] == 0  # success clears them

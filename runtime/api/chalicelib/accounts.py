@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -145,13 +146,43 @@ def _issue(deps: Deps, user_id: str, session_id: str, counter: int) -> tuple[str
     return access, refresh
 
 
+#: Failed logins tolerated in LOGIN_WINDOW per account (as typed) and per client address.
+MAX_FAILURES_PER_EMAIL = 10
+MAX_FAILURES_PER_IP = 50
+LOGIN_WINDOW_SECONDS = 15 * 60
+
+
+def _throttle(conn: Any, email: str, ip: str | None) -> None:
+    """429 before any password check once an account or address has failed too often lately."""
+    counts = conn.execute(
+        """SELECT (SELECT count(*) FROM login_failures
+                   WHERE email = %(email)s AND created_at > now() - make_interval(secs => %(window)s)) AS by_email,
+                  (SELECT count(*) FROM login_failures
+                   WHERE client_ip = %(ip)s AND created_at > now() - make_interval(secs => %(window)s)) AS by_ip""",
+        {"email": email, "ip": ip, "window": LOGIN_WINDOW_SECONDS},
+    ).fetchone()
+    if counts["by_email"] >= MAX_FAILURES_PER_EMAIL or counts["by_ip"] >= MAX_FAILURES_PER_IP:
+        raise ApiError(
+            429,
+            "TOO_MANY_ATTEMPTS",
+            f"too many failed logins; try again in {LOGIN_WINDOW_SECONDS // 60} minutes",
+            {"retry_after_seconds": LOGIN_WINDOW_SECONDS},
+        )
+
+
 def login(deps: Deps, email: str, password: str, agent: str | None, ip: str | None) -> Tokens:
+    typed = email.strip().lower()
     with deps.db.connection() as conn:
-        row = conn.execute(
-            "SELECT id, password_hash FROM users WHERE lower(email) = lower(%s)", (email.strip(),)
-        ).fetchone()
+        _throttle(conn, typed, ip)
+        row = conn.execute("SELECT id, password_hash FROM users WHERE lower(email) = %s", (typed,)).fetchone()
     if not _verify(deps, row["password_hash"] if row else None, password) or row is None:
+        with deps.db.connection() as conn:
+            conn.execute("INSERT INTO login_failures (email, client_ip) VALUES (%s, %s)", (typed, ip))
+            if secrets.randbelow(100) == 0:
+                conn.execute("DELETE FROM login_failures WHERE created_at < now() - interval '1 day'")
         raise unauthorized("INVALID_CREDENTIALS", "the email or password is wrong")
+    with deps.db.connection() as conn:
+        conn.execute("DELETE FROM login_failures WHERE email = %s", (typed,))
     if deps.hasher.check_needs_rehash(row["password_hash"]):
         with deps.db.connection() as conn:
             conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (deps.hasher.hash(password), row["id"]))
