@@ -59,23 +59,25 @@ def health() -> Response:
     return json_response(200, {"status": "ok"})
 
 
+def _register_area_health(area: str) -> None:
+    """The seed's per-area liveness routes (``/users/health`` …)."""
+
+    def area_health() -> Response:
+        return json_response(200, {"status": "ok", "area": area})
+
+    area_health.__name__ = f"{area}_health"
+    api.route(
+        f"/{area}/health",
+        "GET",
+        summary=f"Liveness of /{area} (the seed's route)",
+        tag="health",
+        auth="none",
+        responses={200: ("ok", schemas.HEALTH)},
+    )(area_health)
+
+
 for _area in ("users", "sessions", "apikeys"):
-
-    def _make(area: str) -> None:
-        def area_health() -> Response:
-            return json_response(200, {"status": "ok", "area": area})
-
-        area_health.__name__ = f"{area}_health"
-        api.route(
-            f"/{area}/health",
-            "GET",
-            summary=f"Liveness of /{area} (the seed's route)",
-            tag="health",
-            auth="none",
-            responses={200: ("ok", schemas.HEALTH)},
-        )(area_health)
-
-    _make(_area)
+    _register_area_health(_area)
 
 
 @api.route(
