@@ -283,6 +283,7 @@ def test_given_health_routes_when_called_then_200(client: Any) -> None:
     for path in ("/health", "/users/health", "/sessions/health", "/apikeys/health"):
         response = client.get(path)
         assert response.status_code == 200 and response.json_body["status"] == "ok", path
+        assert response.headers["X-Request-Id"]
 
 
 def test_given_a_second_login_when_listing_sessions_then_each_is_marked_current_or_not(client: Any) -> None:

@@ -100,6 +100,7 @@ class Api:
                             "an internal error occurred; it has been logged",
                             {"request_id": request_id},
                         )
+                    response.headers.setdefault("X-Request-Id", request_id)
                     cookie = pending_cookie.get()
                     if cookie and "Set-Cookie" not in response.headers:
                         response.headers["Set-Cookie"] = cookie
