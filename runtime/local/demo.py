@@ -19,13 +19,13 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime.local.client import ApiError, Client, job_id_of
 
 IMAGE_JOB = {"ROTATE": "180", "WATERMARK": "TranscodeX demo", "FORCE-RESIZE": "1280x720"}
-VIDEO_JOB = [{"op": "transcode", "renditions": ["1080p", "720p", "480p", "360p"]}, {"op": "poster", "at_seconds": 2}]
 
 
 def _ffmpeg(args: list[str]) -> None:
@@ -70,7 +70,23 @@ def probe_hls(master: Path) -> dict[str, Any]:
     return json.loads(proc.stdout)
 
 
-def run_demo(out_dir: Path, data_dir: Path, keep_running: bool = False, progress: bool = True) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DemoMedia:
+    """What the demo generates and asks for; the defaults are the README's demo, tests use less."""
+
+    clip_seconds: int = 10
+    clip_size: tuple[int, int] = (1920, 1080)
+    photo_size: tuple[int, int] = (2400, 1600)
+    renditions: tuple[str, ...] = ("1080p", "720p", "480p", "360p")
+
+
+def run_demo(
+    out_dir: Path,
+    data_dir: Path,
+    keep_running: bool = False,
+    progress: bool = True,
+    media_spec: DemoMedia = DemoMedia(),
+) -> dict[str, Any]:
     from runtime.local.platform import Platform
 
     started = time.monotonic()
@@ -84,9 +100,11 @@ def run_demo(out_dir: Path, data_dir: Path, keep_running: bool = False, progress
         print(f"starting the local platform (log: {data_dir / 'logs' / 'platform.log'}) ...", flush=True)
         api_url = platform.start()
         print(f"API {api_url}", flush=True)
-        print("generating a 10 s 1080p clip and a 2400x1600 photo-like image ...", flush=True)
-        clip = make_clip(media / "clip-1080p.mp4")
-        photo = make_photo(media / "photo.jpg")
+        (cw, ch), (pw, ph) = media_spec.clip_size, media_spec.photo_size
+        print(f"generating a {media_spec.clip_seconds} s {ch}p clip and a {pw}x{ph} photo-like image ...", flush=True)
+        clip = make_clip(media / f"clip-{ch}p.mp4", media_spec.clip_seconds, cw, ch)
+        photo = make_photo(media / "photo.jpg", pw, ph)
+        video_job = [{"op": "transcode", "renditions": list(media_spec.renditions)}, {"op": "poster", "at_seconds": 1}]
 
         client = Client(api_url)
         email = f"demo-{uuid.uuid4().hex[:8]}@example.com"
@@ -96,7 +114,7 @@ def run_demo(out_dir: Path, data_dir: Path, keep_running: bool = False, progress
 
         jobs = {
             "image": client.submit_file(photo, IMAGE_JOB, progress=progress),
-            "video": client.submit_file(clip, VIDEO_JOB, progress=progress),
+            "video": client.submit_file(clip, video_job, progress=progress),
         }
         for name, job in jobs.items():
             job_id = job_id_of(job)

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from runtime.dispatcher import core
@@ -45,10 +46,15 @@ def worker_command(log_path: Path) -> tuple[str, ...]:
 
 
 class LocalDispatcher:
-    def __init__(self, settings: Settings, concurrency: int, log_path: Path) -> None:
+    def __init__(
+        self, settings: Settings, concurrency: int, log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
+        """``env`` is added to the workers' environment (the platform's TRANSCODEX_* settings)."""
         self.settings = settings
         self.db = dbm.Database(dbm.database_url(settings), max_size=4)
-        self.launcher = LocalProcessLauncher(max_workers=concurrency, command=worker_command(log_path))
+        self.launcher = LocalProcessLauncher(
+            max_workers=concurrency, command=worker_command(log_path), env=dict(env or {})
+        )
         self.sqs = client("sqs", settings)
         self._lock = threading.Lock()
 

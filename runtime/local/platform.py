@@ -363,7 +363,9 @@ class Platform:
         # moto: S3 + SQS
         self.moto_url = f"http://127.0.0.1:{moto_port}"
         self.env = self._child_env(jwt_secret=self._jwt_secret())
-        os.environ.update(self.env)  # the dispatcher thread and the workers it starts read these
+        # This process's own boto3 clients need the dummy credentials; the TRANSCODEX_* settings go to
+        # children explicitly, so an embedding process (the demo, tests) keeps its environment.
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("AWS_")})
         moto = self.spawn(
             "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], MOTO_QUIET
         )
@@ -388,7 +390,9 @@ class Platform:
         # the dispatcher and the S3 mirror
         from runtime.local.dispatch_loop import LocalDispatcher
 
-        self.dispatcher = LocalDispatcher(self.settings, concurrency=self.concurrency, log_path=self.log_path)
+        self.dispatcher = LocalDispatcher(
+            self.settings, concurrency=self.concurrency, log_path=self.log_path, env=self.env
+        )
         requeued = self.dispatcher.recover()
         log.info("jobs recovered", extra=requeued)
         self._run_thread("dispatcher", self.dispatcher.run_until, self.stopping)
@@ -448,7 +452,6 @@ class Platform:
         )["QueueUrl"]
         urls = {"TRANSCODEX_QUEUE_URL": queue_url, "TRANSCODEX_DLQ_URL": dlq_url}
         self.env.update(urls)
-        os.environ.update(urls)
 
     def _run_thread(self, name: str, target: Callable[..., Any], *args: Any) -> None:
         def run() -> None:
