@@ -40,12 +40,12 @@ test: setup lint ## set up, lint and run the whole suite
 	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: setup ## run the local platform demo end to end (outputs in ./demo-output)
-	$(PY) -m runtime.local.demo
+demo: setup ## run the local platform demo end to end (outputs in ./demo-output; DEMO_ARGS=--keep-running)
+	$(PY) -m runtime.local.demo $(DEMO_ARGS)
 
 .PHONY: up
-up: setup ## start the local platform in the foreground
-	$(VENV)/bin/transcodex local up
+up: setup ## start the local platform in the foreground (UP_ARGS="--port 8080 --data-dir DIR")
+	$(VENV)/bin/transcodex local up $(UP_ARGS)
 
 .PHONY: bench
 bench: setup ## benchmarks: HLS ladder vs the seed's method, pyvips vs Pillow
