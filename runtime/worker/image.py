@@ -297,6 +297,12 @@ def process_image(
     header = read_header(source, limits)
     try:
         image, ctx = build_pipeline(source, spec, header)
+        if image.width * image.height > limits.max_image_pixels:  # known before any pixel is computed
+            raise JobFailure(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"the result would be {image.width}x{image.height} = {image.width * image.height:,} pixels; "
+                f"the limit is {limits.max_image_pixels:,}",
+            )
         fmt = ctx.output_format or header.writable_format or "jpeg"
         image = _prepare_for(fmt, image)
         ext, mime = FORMATS[fmt]

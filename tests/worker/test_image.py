@@ -165,3 +165,12 @@ def test_given_deadline_in_the_past_when_processing_then_timeout(photo: Path, tm
     with pytest.raises(JobFailure) as err:
         run(photo, tmp_path, [{"op": "rotate", "angle": 33}], deadline=0.0)
     assert err.value.code == ErrorCode.TIMEOUT
+
+
+def test_given_resize_to_a_huge_result_when_processed_then_limit_exceeded_before_computing(
+    photo: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(JobFailure) as err:
+        run(photo, tmp_path, [{"op": "force-resize", "width": 16000, "height": 16000}], Limits(max_image_pixels=10**8))
+    assert err.value.code == ErrorCode.LIMIT_EXCEEDED and "16000x16000" in err.value.message
+    assert list(tmp_path.iterdir()) == []
