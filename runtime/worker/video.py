@@ -10,6 +10,8 @@ portrait), so all planning is done on the displayed size.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,15 +199,45 @@ def plan_single(info: VideoInfo, op: TranscodeResolution) -> tuple[int, int]:
 # --- command building -------------------------------------------------------------------------
 
 
+def available_cpus() -> int:
+    """CPUs this container may use: the cgroup quota (Fargate, docker --cpus), else the
+    affinity mask. ffmpeg would otherwise size its thread pools from the HOST's core count,
+    which in a 2-vCPU task on a large host means hundreds of threads and frame buffers."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        if quota_us > 0:
+            return max(1, math.ceil(quota_us / period_us))
+    except (OSError, ValueError):
+        pass
+    return max(1, len(os.sched_getaffinity(0)))
+
+
 def _global(cmd: Any) -> Any:
-    return cmd.global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning", "-progress", "pipe:1")
+    return cmd.global_args(
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "warning",
+        "-filter_complex_threads",
+        str(available_cpus()),
+        "-progress",
+        "pipe:1",
+    )
 
 
 def ladder_command(source: Path, out_dir: Path, info: VideoInfo, rungs: list[Rung], op: Transcode) -> list[str]:
     """ffmpeg arguments for the whole ladder in one process."""
     fmp4 = op.segment_type == "fmp4"
     gop = max(1, round(info.fps * op.segment_seconds))
-    inp = ffmpeg.input(str(source))
+    inp = ffmpeg.input(str(source), threads=available_cpus())
     split = inp.video.filter_multi_output("split", len(rungs))
     streams: list[Any] = []
     per_stream: dict[str, Any] = {}
@@ -227,6 +259,7 @@ def ladder_command(source: Path, out_dir: Path, info: VideoInfo, rungs: list[Run
         "c:v": "libx264",
         "preset": PRESET,
         "crf": CRF,
+        "threads": available_cpus(),  # per encoder
         "profile:v": "high",
         "g": gop,
         "keyint_min": gop,
@@ -252,13 +285,14 @@ def ladder_command(source: Path, out_dir: Path, info: VideoInfo, rungs: list[Run
 
 
 def mp4_command(source: Path, target: Path, info: VideoInfo, width: int, height: int) -> list[str]:
-    inp = ffmpeg.input(str(source))
+    inp = ffmpeg.input(str(source), threads=available_cpus())
     video = inp.video.filter("scale", width, height).filter("setsar", 1).filter("format", "yuv420p")
     streams = [video, inp.audio] if info.has_audio else [video]
     options: dict[str, Any] = {
         "c:v": "libx264",
         "preset": PRESET,
         "crf": CRF,
+        "threads": available_cpus(),  # per encoder
         "profile:v": "high",
         "maxrate": f"{peak_kbps(width, height, info.fps)}k",
         "bufsize": f"{2 * peak_kbps(width, height, info.fps)}k",

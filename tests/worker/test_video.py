@@ -268,3 +268,17 @@ def test_given_1080p_clip_when_transcoded_then_master_with_four_renditions_that_
     sizes = {(s["width"], s["height"]) for s in probed["streams"] if s["codec_type"] == "video"}
     assert sizes == {(1920, 1080), (1280, 720), (854, 480), (640, 360)}
     assert float(probed["format"]["duration"]) == pytest.approx(2.0, abs=0.2)
+
+
+def test_given_this_container_when_cpus_counted_then_bounded_by_the_machine_and_passed_to_ffmpeg(
+    clip: Path, tmp_path: Path
+) -> None:
+    import os
+
+    from runtime.worker.video import available_cpus, ladder_command
+
+    cpus = available_cpus()
+    assert 1 <= cpus <= (os.cpu_count() or 1)
+    args = ladder_command(clip, tmp_path, probe(clip), plan_ladder(320, 180, LADDER), Transcode())
+    assert args[args.index("-threads") + 1] == str(cpus)
+    assert args[args.index("-filter_complex_threads") + 1] == str(cpus)
