@@ -21,12 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from chalice.config import Config
-    from chalice.local import create_local_server
 
     from runtime.api.app import app
 
+    try:  # the API's own wrapper: unknown paths answer 404 in the API's error shape
+        from runtime.api.chalicelib.local import create_server
+    except ImportError:  # pragma: no cover - an API without it still serves through plain chalice.local
+        from chalice.local import create_local_server as create_server
+
     config = Config.create(chalice_stage="local", app_name=app.app_name, lambda_timeout=900)
-    server = create_local_server(app, config, args.host, args.port)
+    server = create_server(app, config, args.host, args.port)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         # shutdown() blocks until serve_forever returns, so it must run on another thread.

@@ -278,6 +278,8 @@ def test_given_an_unknown_job_when_the_cli_asks_for_it_then_the_api_error_prints
     assert main(["status", str(uuid.uuid4())]) == 1
     err = capsys.readouterr().err
     assert "JOB_NOT_FOUND" in err and "Traceback" not in err
+    unknown = requests.get(f"{platform.api_url}/no/such/route", timeout=10)
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "NOT_FOUND")
 
 
 def _sessions(running: RunningPlatform) -> set[int]:
