@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Aws, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -197,9 +197,9 @@ class Worker(Construct):
         )
         # RunTask with tags needs TagResource on the new task; StopTask ends a worker whose
         # job was cancelled while it started. Task ids are random, so: tasks of this cluster.
-        tasks_arn = Stack.of(self).format_arn(
-            service="ecs", resource="task", resource_name=f"{self.cluster.cluster_name}/*"
-        )
+        # Pseudo parameters, not the stack's env: the ARN (and its nag finding id) stays the
+        # same whether or not the app pins an account and region.
+        tasks_arn = f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}:task/{self.cluster.cluster_name}/*"
         iam.Grant.add_to_principal(
             grantee=grantee,
             actions=["ecs:TagResource"],
