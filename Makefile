@@ -19,7 +19,7 @@ system-deps: ## install ffmpeg, PostgreSQL server binaries and Node.js with apt-
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "pip>=24,<26.3"  # chalice requires pip<26.3
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --no-deps -e .
 	@touch $@
