@@ -26,7 +26,7 @@ for _key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
-TABLES = ("job_outputs", "jobs", "uploads", "api_keys", "sessions", "users")
+TABLES = ("job_outputs", "jobs", "uploads", "api_keys", "sessions", "users", "login_failures")
 
 
 @pytest.fixture(scope="session")

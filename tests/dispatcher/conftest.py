@@ -15,9 +15,9 @@ import pytest
 from runtime.dispatcher import handler
 from runtime.shared import db as dbm
 from runtime.shared.aws import client
-from runtime.shared.contract import parse_job
 from runtime.shared.messages import JobMessage
 from runtime.shared.settings import Settings
+from tests.factories import insert_job
 
 
 @pytest.fixture()
@@ -72,19 +72,7 @@ def make_job(db: dbm.Database) -> Callable[..., dict[str, Any]]:
 
     def make() -> dict[str, Any]:
         with db.connection() as conn:
-            user = conn.execute(
-                "INSERT INTO users (name, username, email, password_hash) VALUES ('d', %s, %s, 'x') RETURNING id",
-                (uuid.uuid4().hex, f"{uuid.uuid4()}@example.com"),
-            ).fetchone()
-            upload = conn.execute(
-                """INSERT INTO uploads (user_id, object_key, filename, content_type, media_type, declared_bytes)
-                   VALUES (%s, %s, 'a.jpg', 'image/jpeg', 'IMAGE', 10) RETURNING id""",
-                (user["id"], f"input/{uuid.uuid4()}"),
-            ).fetchone()
-            job, _ = dbm.create_job(
-                conn, user_id=user["id"], upload_id=upload["id"], spec=parse_job("IMAGE", {"ROTATE": "90"})
-            )
-            return job
+            return insert_job(conn)
 
     return make
 

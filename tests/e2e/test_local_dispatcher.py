@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +13,14 @@ import pytest
 from runtime.local.dispatch_loop import LocalDispatcher
 from runtime.shared import db as dbm
 from runtime.shared.aws import client
-from runtime.shared.contract import parse_job
 from runtime.shared.messages import JobMessage, parse_message
 from runtime.shared.status import JobStatus
+from tests.factories import insert_job
 
 
 def make_job(db: dbm.Database) -> str:
     with db.connection() as conn:
-        user = conn.execute(
-            "INSERT INTO users (name, username, email, password_hash) VALUES ('T', %s, %s, 'x') RETURNING id",
-            (uuid.uuid4().hex[:12], f"{uuid.uuid4().hex[:8]}@example.com"),
-        ).fetchone()
-        upload = conn.execute(
-            """INSERT INTO uploads (user_id, object_key, filename, content_type, media_type, declared_bytes)
-               VALUES (%s, %s, 'p.jpg', 'image/jpeg', 'IMAGE', 10) RETURNING id""",
-            (user["id"], f"input/{user['id']}/{uuid.uuid4()}/p.jpg"),
-        ).fetchone()
-        job, _ = dbm.create_job(
-            conn,
-            user_id=str(user["id"]),
-            upload_id=str(upload["id"]),
-            spec=parse_job("IMAGE", [{"op": "rotate", "angle": 90}]),
-        )
-    return str(job["id"])
+        return str(insert_job(conn, "IMAGE", [{"op": "rotate", "angle": 90}])["id"])
 
 
 def status(db: dbm.Database, job_id: str) -> dict[str, Any]:

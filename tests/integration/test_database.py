@@ -13,24 +13,14 @@ from runtime.shared import db as dbm
 from runtime.shared.contract import parse_job
 from runtime.shared.migrate import MigrationError, apply_migrations, content_hash, discover
 from runtime.shared.status import JobStatus
+from tests.factories import insert_job
 
 
 def make_job(database: dbm.Database, **kw: object) -> dict:
     with database.connection() as conn:
-        user = conn.execute(
-            "INSERT INTO users (name, username, email, password_hash) VALUES ('a', %s, %s, 'x') RETURNING id",
-            (uuid.uuid4().hex, f"{uuid.uuid4()}@example.com"),
-        ).fetchone()
-        upload = conn.execute(
-            """INSERT INTO uploads (user_id, object_key, filename, content_type, media_type, declared_bytes)
-               VALUES (%s, %s, 'a.jpg', 'image/jpeg', 'IMAGE', 10) RETURNING id""",
-            (user["id"], f"input/{uuid.uuid4()}"),
-        ).fetchone()
-        job, created = dbm.create_job(
-            conn, user_id=user["id"], upload_id=upload["id"], spec=parse_job("IMAGE", {"ROTATE": "90"}), **kw
-        )
-        assert created
-        return job
+        job = insert_job(conn, **kw)
+    assert job["status"] == "QUEUED"
+    return job
 
 
 def test_given_empty_database_when_migrated_twice_then_second_run_is_a_noop(postgres_server: object) -> None:

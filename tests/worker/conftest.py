@@ -3,7 +3,6 @@ way the API does (user + upload rows in PostgreSQL, the object in moto's S3, a Q
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,27 +51,24 @@ Submit = Callable[..., str]
 def submit(settings: Any, db: Any) -> Submit:
     """``submit(path_or_bytes, job_type, operations, filename=None) -> job_id``."""
     from runtime.shared.aws import client
-    from runtime.shared.contract import parse_job
-    from runtime.shared.db import create_job
+    from tests.factories import insert_job, insert_upload, insert_user
 
     def _submit(source: Path | bytes, job_type: str, operations: Any, filename: str | None = None) -> str:
         body = source if isinstance(source, bytes) else Path(source).read_bytes()
         name = filename or (Path(source).name if not isinstance(source, bytes) else "upload.bin")
         with db.connection() as conn:
-            user = conn.execute(
-                "INSERT INTO users (name, username, email, password_hash) VALUES (%s, %s, %s, 'x') RETURNING id",
-                ("Test", f"u{uuid.uuid4().hex[:12]}", f"{uuid.uuid4().hex[:12]}@example.com"),
-            ).fetchone()
-            user_id = str(user["id"])
-            upload_id = str(uuid.uuid4())
-            key = f"input/{user_id}/{upload_id}/{name}"
-            client("s3", settings).put_object(Bucket=settings.input_bucket, Key=key, Body=body)
-            conn.execute(
-                """INSERT INTO uploads (id, user_id, object_key, filename, content_type, media_type,
-                   declared_bytes, size_bytes, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'UPLOADED')""",
-                (upload_id, user_id, key, name, "application/octet-stream", job_type, len(body), len(body)),
+            user_id = insert_user(conn)
+            upload = insert_upload(
+                conn,
+                user_id,
+                media_type=job_type,
+                filename=name,
+                content_type="application/octet-stream",
+                size_bytes=len(body),
+                status="UPLOADED",
             )
-            job, _ = create_job(conn, user_id=user_id, upload_id=upload_id, spec=parse_job(job_type, operations))
+            client("s3", settings).put_object(Bucket=settings.input_bucket, Key=upload["object_key"], Body=body)
+            job = insert_job(conn, job_type, operations, user_id=user_id, upload_id=str(upload["id"]))
         return str(job["id"])
 
     return _submit
