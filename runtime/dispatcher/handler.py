@@ -4,6 +4,8 @@
   records SQS must deliver again.
 * ``handle_dlq`` — the dead-letter queue's event source: the jobs end FAILED (DISPATCH_FAILED).
 * ``handle_task_state_change`` — EventBridge "ECS Task State Change" (STOPPED) events.
+* ``handle_sweep`` — an EventBridge schedule: settles stuck jobs and stale uploads
+  (runtime.dispatcher.sweeper).
 
 The database pool and the ECS client are built at the first invocation and reused while
 the execution environment lives.
@@ -19,10 +21,11 @@ from typing import Any
 
 from runtime.dispatcher.core import DEFAULT_CLAIM_TIMEOUT_SECONDS, StoppedTask, dispatch, fail_dead_letter, task_stopped
 from runtime.dispatcher.launchers import EcsConfig, EcsLauncher, Launcher
+from runtime.dispatcher.sweeper import SweepConfig, s3_object_size, sqs_sender, sweep
 from runtime.shared import aws
 from runtime.shared.db import Database, database_url
 from runtime.shared.log import bind, configure
-from runtime.shared.settings import Settings, load_settings
+from runtime.shared.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +63,47 @@ def runtime(sections: tuple[str, ...] = ("database", "ecs")) -> Runtime:
         return _runtimes[sections]
 
 
+@dataclass
+class SweepRuntime:
+    settings: Settings
+    db: Database
+    config: SweepConfig
+    sqs: Any
+    s3: Any
+
+
+_sweep_runtimes: list[SweepRuntime] = []
+
+
+def sweep_runtime() -> SweepRuntime:
+    """The sweeper's state: database, queue and input bucket (no ECS), built on first use."""
+    with _lock:
+        if not _sweep_runtimes:
+            settings = load_settings(sections=("database", "queue"))
+            if not settings.input_bucket:
+                raise ConfigError(["TRANSCODEX_INPUT_BUCKET is required"])
+            configure(settings.log_level)
+            _sweep_runtimes.append(
+                SweepRuntime(
+                    settings=settings,
+                    db=Database(database_url(settings), max_size=1),
+                    config=SweepConfig.from_env(settings),
+                    sqs=aws.client("sqs", settings),
+                    s3=aws.client("s3", settings),
+                )
+            )
+        return _sweep_runtimes[0]
+
+
 def reset() -> None:
     """Forget the cached state (closes the pools): for tests and configuration reloads."""
     with _lock:
         for rt in _runtimes.values():
             rt.db.close()
         _runtimes.clear()
+        for srt in _sweep_runtimes:
+            srt.db.close()
+        _sweep_runtimes.clear()
 
 
 def _time_left_ms(context: Any) -> float:
@@ -132,3 +170,16 @@ def handle_task_state_change(event: dict[str, Any], context: Any) -> dict[str, A
     stopped = StoppedTask.from_ecs_event(detail, rt.settings.ecs_container_name)
     job = task_stopped(rt.db, stopped)
     return {"failed": job is not None, "job_id": str(job["id"]) if job else stopped.job_id}
+
+
+def handle_sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """One sweep (scheduled): re-send stale QUEUED jobs, time out lost workers, settle stale
+    uploads. Returns the counts; a database error raises (the next schedule tries again)."""
+    rt = sweep_runtime()
+    report = sweep(
+        rt.db,
+        rt.config,
+        send_job=sqs_sender(rt.sqs, rt.settings.queue_url),
+        object_size=s3_object_size(rt.s3, rt.settings.input_bucket),
+    )
+    return report.as_dict()

@@ -1,0 +1,284 @@
+"""The sweeper: finds jobs and uploads that no event will ever settle, and settles them.
+
+Three passes, each bounded per run and each change one guarded UPDATE (so concurrent
+sweepers, a late worker or a late API call cannot be overwritten):
+
+* **requeue** — a job QUEUED for longer than ``requeue_after_seconds`` may have no message
+  (the API died between inserting the job and sending it): a fresh job message is sent.
+  ``updated_at`` is bumped by the same UPDATE that selects the job, so one job gets at most
+  one extra message per interval; the dispatcher's guarded claim makes a duplicate harmless.
+* **timeout** — a job RUNNING longer than the worker's wall time plus a grace period (or
+  DISPATCHED with a task for that long) lost its worker without an ECS event: it ends FAILED
+  with ``TIMEOUT``.
+* **uploads** — an upload PENDING for longer than the presigned URL lifetime plus a grace
+  period can no longer be uploaded to: it becomes UPLOADED if the object is in S3 (the client
+  never called ``/complete`` or ``/process``), else EXPIRED.
+
+The AWS side (SQS, S3) comes in as two callables, so the same code runs in the Lambda
+(:func:`runtime.dispatcher.handler.handle_sweep`) and in the local platform's loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from runtime.shared import db as dbm
+from runtime.shared.log import bind, job_status_metric
+from runtime.shared.messages import JobMessage
+from runtime.shared.settings import ConfigError, Settings
+from runtime.shared.status import ErrorCode
+
+log = logging.getLogger(__name__)
+
+#: Environment variables of the thresholds (seconds, except the limit); see :class:`SweepConfig`.
+ENV_REQUEUE_AFTER = "TRANSCODEX_SWEEP_REQUEUE_AFTER_SECONDS"
+ENV_RUNNING_GRACE = "TRANSCODEX_SWEEP_RUNNING_GRACE_SECONDS"
+ENV_UPLOAD_TTL = "TRANSCODEX_SWEEP_UPLOAD_URL_TTL_SECONDS"
+ENV_UPLOAD_GRACE = "TRANSCODEX_SWEEP_UPLOAD_GRACE_SECONDS"
+ENV_BATCH_LIMIT = "TRANSCODEX_SWEEP_BATCH_LIMIT"
+
+#: Sends one job message body to the job queue.
+SendJob = Callable[[str], None]
+#: The size of an input object, or None when it does not exist (raises when unknown).
+ObjectSize = Callable[[str], "int | None"]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Thresholds of one sweep."""
+
+    #: A job QUEUED (not touched) for longer than this gets its message sent again.
+    requeue_after_seconds: int = 600
+    #: The worker's wall time (``TRANSCODEX_WORKER_TIMEOUT_SECONDS``).
+    worker_timeout_seconds: int = 3600
+    #: Added to the wall time before a RUNNING job is declared lost (upload of outputs, clock skew).
+    running_grace_seconds: int = 600
+    #: Lifetime of the API's presigned upload URLs (runtime/api media.UPLOAD_URL_TTL_SECONDS).
+    upload_url_ttl_seconds: int = 3600
+    #: Added to the URL lifetime: a PUT started just before expiry may still be transferring.
+    upload_grace_seconds: int = 3600
+    #: Most changes per pass and run (the next run takes the rest).
+    batch_limit: int = 100
+
+    @classmethod
+    def from_env(cls, settings: Settings, env: Mapping[str, str] | None = None) -> SweepConfig:
+        """Thresholds from ``TRANSCODEX_SWEEP_*`` (defaults above); the wall time from the settings."""
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def number(name: str, default: int, minimum: int) -> int:
+            raw = (env.get(name) or "").strip()
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                problems.append(f"{name} must be a whole number, got {raw!r}")
+                return default
+            if value < minimum:
+                problems.append(f"{name} must be >= {minimum}, got {value}")
+            return value
+
+        config = cls(
+            requeue_after_seconds=number(ENV_REQUEUE_AFTER, cls.requeue_after_seconds, 60),
+            worker_timeout_seconds=settings.limits.worker_timeout_seconds,
+            running_grace_seconds=number(ENV_RUNNING_GRACE, cls.running_grace_seconds, 0),
+            upload_url_ttl_seconds=number(ENV_UPLOAD_TTL, cls.upload_url_ttl_seconds, 1),
+            upload_grace_seconds=number(ENV_UPLOAD_GRACE, cls.upload_grace_seconds, 0),
+            batch_limit=number(ENV_BATCH_LIMIT, cls.batch_limit, 1),
+        )
+        if problems:
+            raise ConfigError(problems)
+        return config
+
+
+@dataclass
+class SweepReport:
+    """What one sweep changed (ids), and how many items it could not settle this time."""
+
+    requeued: list[str] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)
+    uploads_completed: list[str] = field(default_factory=list)
+    uploads_expired: list[str] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def changed(self) -> int:
+        return len(self.requeued) + len(self.timed_out) + len(self.uploads_completed) + len(self.uploads_expired)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requeued": len(self.requeued),
+            "timed_out": len(self.timed_out),
+            "uploads_completed": len(self.uploads_completed),
+            "uploads_expired": len(self.uploads_expired),
+            "errors": self.errors,
+        }
+
+
+def sweep(
+    db: dbm.Database,
+    config: SweepConfig,
+    *,
+    send_job: SendJob,
+    object_size: ObjectSize,
+    now: datetime | None = None,
+) -> SweepReport:
+    """Run the three passes once. ``now`` (default: the database's clock) dates the thresholds.
+
+    A failed send or HEAD is logged and counted in ``errors``; the item is retried by a later
+    run. A database error propagates.
+    """
+    report = SweepReport()
+    _requeue(db, config, send_job, now, report)
+    _time_out(db, config, now, report)
+    _settle_uploads(db, config, object_size, now, report)
+    if report.changed or report.errors:
+        log.info("sweep done", extra=report.as_dict())
+    return report
+
+
+# --- passes ----------------------------------------------------------------------------------
+
+_CUTOFF = "COALESCE(%(now)s::timestamptz, now()) - make_interval(secs => %(age)s)"
+
+
+def _requeue(
+    db: dbm.Database, config: SweepConfig, send_job: SendJob, now: datetime | None, report: SweepReport
+) -> None:
+    with db.connection() as conn:
+        rows = conn.execute(
+            f"""WITH picked AS MATERIALIZED (
+                    SELECT id FROM jobs WHERE status = 'QUEUED' AND updated_at < {_CUTOFF}
+                    ORDER BY updated_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+                UPDATE jobs SET updated_at = now() FROM picked
+                WHERE jobs.id = picked.id AND status = 'QUEUED' AND updated_at < {_CUTOFF}
+                RETURNING jobs.id""",
+            {"now": now, "age": float(config.requeue_after_seconds), "limit": config.batch_limit},
+        ).fetchall()
+    for row in rows:
+        job_id = str(row["id"])
+        with bind(job_id=job_id):
+            try:
+                send_job(JobMessage(job_id).to_body())
+            except Exception as err:  # the job is picked up again after another interval
+                report.errors += 1
+                log.error("could not re-send a stale queued job's message", extra={"error": str(err)})
+                continue
+            report.requeued.append(job_id)
+            log.warning(
+                "job queued too long; its message was sent again",
+                extra={"queued_for_more_than_seconds": config.requeue_after_seconds},
+            )
+
+
+def timeout_message(config: SweepConfig) -> str:
+    return (
+        f"The worker did not record a result within the {config.worker_timeout_seconds}-second processing "
+        f"time limit (plus {config.running_grace_seconds} s of grace): it stopped without reporting, for "
+        "example because its task was lost. Submit the job again; if it times out again, try a shorter or "
+        "smaller input, or ask the platform operator for a longer worker time limit."
+    )
+
+
+def _time_out(db: dbm.Database, config: SweepConfig, now: datetime | None, report: SweepReport) -> None:
+    lost = f"""(jobs.status = 'RUNNING' AND COALESCE(jobs.started_at, jobs.updated_at) < {_CUTOFF})
+               OR (jobs.status = 'DISPATCHED' AND jobs.task_arn IS NOT NULL AND jobs.dispatched_at < {_CUTOFF})"""
+    with db.connection() as conn:
+        rows = conn.execute(
+            f"""WITH picked AS MATERIALIZED (
+                    SELECT id FROM jobs WHERE {lost} ORDER BY updated_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+                UPDATE jobs SET status = 'FAILED', updated_at = now(), finished_at = now(),
+                       error_code = %(code)s, error_message = %(message)s
+                FROM picked
+                WHERE jobs.id = picked.id AND ({lost})
+                RETURNING jobs.id, jobs.task_arn""",
+            {
+                "now": now,
+                "age": float(config.worker_timeout_seconds + config.running_grace_seconds),
+                "limit": config.batch_limit,
+                "code": ErrorCode.TIMEOUT.value,
+                "message": timeout_message(config),
+            },
+        ).fetchall()
+    for row in rows:
+        report.timed_out.append(str(row["id"]))
+        job_status_metric("FAILED")
+        log.error(
+            "job failed: its worker exceeded the time limit without reporting",
+            extra={"job_id": str(row["id"]), "task_arn": row["task_arn"], "error_code": ErrorCode.TIMEOUT.value},
+        )
+
+
+def _settle_uploads(
+    db: dbm.Database, config: SweepConfig, object_size: ObjectSize, now: datetime | None, report: SweepReport
+) -> None:
+    age = config.upload_url_ttl_seconds + config.upload_grace_seconds
+    with db.connection() as conn:
+        uploads = conn.execute(
+            f"""SELECT id, object_key FROM uploads WHERE status = 'PENDING' AND created_at < {_CUTOFF}
+                ORDER BY created_at LIMIT %(limit)s""",
+            {"now": now, "age": float(age), "limit": config.batch_limit},
+        ).fetchall()
+    for upload in uploads:
+        upload_id = str(upload["id"])
+        try:
+            size = object_size(str(upload["object_key"]))
+        except Exception as err:  # unknown: decide on a later run
+            report.errors += 1
+            log.error("could not check a stale upload's object", extra={"upload_id": upload_id, "error": str(err)})
+            continue
+        with db.connection() as conn:
+            if size is None:
+                row = conn.execute(
+                    "UPDATE uploads SET status = 'EXPIRED' WHERE id = %s AND status = 'PENDING' RETURNING id",
+                    (upload_id,),
+                ).fetchone()
+                target = report.uploads_expired
+            else:
+                row = conn.execute(
+                    """UPDATE uploads SET status = 'UPLOADED', size_bytes = %s,
+                              completed_at = COALESCE(completed_at, now()), multipart_upload_id = NULL
+                       WHERE id = %s AND status = 'PENDING' RETURNING id""",
+                    (size, upload_id),
+                ).fetchone()
+                target = report.uploads_completed
+        if row is not None:
+            target.append(upload_id)
+            log.info(
+                "stale upload settled",
+                extra={"upload_id": upload_id, "status": "EXPIRED" if size is None else "UPLOADED"},
+            )
+
+
+# --- AWS adapters ------------------------------------------------------------------------------
+
+
+def sqs_sender(sqs: Any, queue_url: str) -> SendJob:
+    """Send job message bodies to ``queue_url``."""
+
+    def send(body: str) -> None:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+
+    return send
+
+
+def s3_object_size(s3: Any, bucket: str) -> ObjectSize:
+    """HEAD objects of ``bucket``: the size, None on 404; anything else raises."""
+
+    def size(key: str) -> int | None:
+        try:
+            return int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    return size
