@@ -6,6 +6,9 @@ as many messages as there are free worker slots. Handled messages are deleted; m
 retry are left to become visible again (and reach the DLQ after ``maxReceiveCount``). The
 DLQ is drained through :func:`core.fail_dead_letter`, and every worker that exits is passed
 to :func:`core.task_stopped`, so a crashed or killed worker leaves its job FAILED, not stuck.
+Every ``sweep_interval_seconds`` (60) the loop also runs the same sweeper as the scheduled
+Lambda (:func:`runtime.dispatcher.sweeper.sweep`): stale QUEUED jobs get their message again,
+lost workers' jobs end FAILED (TIMEOUT), stale PENDING uploads end UPLOADED or EXPIRED.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from runtime.dispatcher import core
 from runtime.dispatcher.launchers import LOCAL_PREFIX, LocalProcessLauncher
+from runtime.dispatcher.sweeper import SweepConfig, SweepReport, s3_object_size, sqs_sender, sweep
 from runtime.shared import db as dbm
 from runtime.shared.aws import client
 from runtime.shared.messages import JobMessage
@@ -47,15 +52,25 @@ def worker_command(log_path: Path) -> tuple[str, ...]:
 
 class LocalDispatcher:
     def __init__(
-        self, settings: Settings, concurrency: int, log_path: Path, env: Mapping[str, str] | None = None
+        self,
+        settings: Settings,
+        concurrency: int,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        sweep_interval_seconds: float = 60.0,
     ) -> None:
-        """``env`` is added to the workers' environment (the platform's TRANSCODEX_* settings)."""
+        """``env`` is added to the workers' environment (the platform's TRANSCODEX_* settings);
+        the sweeper's TRANSCODEX_SWEEP_* thresholds are read from it (default: this process's)."""
         self.settings = settings
         self.db = dbm.Database(dbm.database_url(settings), max_size=4)
         self.launcher = LocalProcessLauncher(
             max_workers=concurrency, command=worker_command(log_path), env=dict(env or {})
         )
         self.sqs = client("sqs", settings)
+        self.s3 = client("s3", settings)
+        self.sweep_config = SweepConfig.from_env(settings, env if env is not None else os.environ)
+        self.sweep_interval_seconds = sweep_interval_seconds
+        self._next_sweep = time.monotonic()
         self._lock = threading.Lock()
 
     # --- startup recovery -----------------------------------------------------------------------
@@ -101,9 +116,26 @@ class LocalDispatcher:
         while not stopping.is_set():
             try:
                 self.step(wait_seconds)
+                self.maybe_sweep()
             except Exception:
                 log.exception("dispatcher round failed; retrying in 2 s")
                 stopping.wait(2)
+
+    def maybe_sweep(self) -> SweepReport | None:
+        """Run the sweeper when ``sweep_interval_seconds`` have passed since the last run."""
+        if time.monotonic() < self._next_sweep:
+            return None
+        self._next_sweep = time.monotonic() + self.sweep_interval_seconds
+        return self.sweep()
+
+    def sweep(self) -> SweepReport:
+        """One sweep, as the scheduled Lambda does on AWS (runtime.dispatcher.sweeper)."""
+        return sweep(
+            self.db,
+            self.sweep_config,
+            send_job=sqs_sender(self.sqs, self.settings.queue_url),
+            object_size=s3_object_size(self.s3, self.settings.input_bucket),
+        )
 
     def step(self, wait_seconds: int = 1) -> None:
         """One round: reap exited workers, take messages for free slots, drain the DLQ."""
