@@ -44,10 +44,15 @@ def grant_object_write(bucket: s3.IBucket, grantee: iam.IGrantable, prefix: str)
     return grant
 
 
-def acknowledge_prefix_grants(role: IConstruct, input_bucket: s3.IBucket, output_bucket: s3.IBucket) -> None:
-    """Acknowledge the one wildcard these grants keep: the object keys under a prefix."""
+def acknowledge_prefix_grants(
+    role: IConstruct, input_bucket: s3.IBucket | None, output_bucket: s3.IBucket | None = None
+) -> None:
+    """Acknowledge the one wildcard these grants keep: the object keys under a prefix
+    (``input/`` of ``input_bucket``, ``output/`` of ``output_bucket``; None skips one)."""
     findings = []
     for bucket, prefix in ((input_bucket, INPUT_PREFIX), (output_bucket, OUTPUT_PREFIX)):
+        if bucket is None:
+            continue
         arn = Stack.of(role).resolve(bucket.bucket_arn)
         if isinstance(arn, dict) and "Fn::GetAtt" in arn:
             findings.append(f"Resource::<{arn['Fn::GetAtt'][0]}.Arn>/{prefix}*")

@@ -33,6 +33,14 @@ from constructs_lib._grants import (
 )
 from constructs_lib._lambda import runtime_function
 from constructs_lib._nag import acknowledge
+from runtime.api.chalicelib.errors import BASE_HEADERS, GATEWAY_NOT_FOUND
+
+#: Answers API Gateway gives itself (no route, throttled, integration failed) in the API's error
+#: shape ``{"error": {"code", "message", "details"}}``; the status code is kept.
+#: ``$context.error.messageString`` is the gateway's message, already quoted as a JSON string.
+GATEWAY_ERROR_TEMPLATE = (
+    '{"error": {"code": "$context.error.responseType", "message": $context.error.messageString, "details": {}}}'
+)
 
 #: Module and attribute of the Chalice application object.
 APP_MODULE = "runtime.api.app"
@@ -146,7 +154,9 @@ class Api(Construct):
     """The Chalice app as a Lambda function behind a REST API generated from its routes.
 
     Attributes: ``function``, ``rest_api``, ``jwt_secret`` (the generated signing
-    key), ``access_log_group``, ``security_group`` and ``url``.
+    key), ``access_log_group``, ``security_group`` and ``url``. Answers API Gateway
+    gives itself are in the app's error shape: an unknown path is 404 ``NOT_FOUND``
+    (not 403 "Missing Authentication Token"), other 4XX/5XX keep their status.
     """
 
     def __init__(self, scope: Construct, construct_id: str, props: ApiProps) -> None:
@@ -257,7 +267,34 @@ class Api(Construct):
                 )
             if route.cors is not None and "OPTIONS" not in route.methods:
                 self._add_preflight(resource, route.cors, route.methods)
+        self._add_gateway_responses(spec)
         self._acknowledge_auth()
+
+    def _add_gateway_responses(self, spec: AppSpec) -> None:
+        """Unknown paths → 404 in the app's shape (runtime.api.chalicelib.errors.GATEWAY_NOT_FOUND);
+        every other gateway-made 4XX/5XX in the same shape, with the app's headers (and its CORS
+        origin, so a browser can read the error)."""
+        headers = {name: f"'{value}'" for name, value in BASE_HEADERS.items() if name.lower() != "content-type"}
+        origins = {route.cors.get("Access-Control-Allow-Origin", "*") for route in spec.routes if route.cors}
+        if len(origins) == 1:
+            headers["Access-Control-Allow-Origin"] = f"'{origins.pop()}'"
+        self.not_found_response = self.rest_api.add_gateway_response(
+            "NotFound",
+            type=apigateway.ResponseType.of(GATEWAY_NOT_FOUND["response_type"]),
+            status_code=GATEWAY_NOT_FOUND["status_code"],
+            response_headers=headers,
+            templates={"application/json": GATEWAY_NOT_FOUND["template"]},
+        )
+        for name, response_type in (
+            ("Default4xx", apigateway.ResponseType.DEFAULT_4_XX),
+            ("Default5xx", apigateway.ResponseType.DEFAULT_5_XX),
+        ):
+            self.rest_api.add_gateway_response(
+                name,
+                type=response_type,
+                response_headers=headers,
+                templates={"application/json": GATEWAY_ERROR_TEMPLATE},
+            )
 
     def _resource(self, path: str) -> apigateway.IResource:
         resource: apigateway.IResource = self.rest_api.root

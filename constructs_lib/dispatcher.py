@@ -1,4 +1,5 @@
-"""The dispatcher: SQS-triggered Lambdas that start one Fargate task per job and settle failures."""
+"""The dispatcher: SQS-triggered Lambdas that start one Fargate task per job and settle failures,
+and a scheduled sweeper that settles what no event will (stale jobs and uploads)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_lambda_python_alpha as python
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from constructs_lib._grants import INPUT_PREFIX, acknowledge_prefix_grants, grant_object_read
 from constructs_lib._lambda import runtime_function
 from constructs_lib.worker import Worker
 
@@ -54,7 +57,14 @@ class DispatcherProps:
     #: Capacity provider of worker tasks: "FARGATE" or "FARGATE_SPOT".
     #: Default: - the FARGATE launch type.
     capacity_provider: str | None = None
-    #: Extra environment of the functions (limits, log level).
+    #: Bucket of uploads; the sweeper HEADs ``input/`` objects of stale PENDING uploads.
+    #: Default: - the worker's input bucket.
+    input_bucket: s3.IBucket | None = None
+    #: Minutes between two runs of the sweeper (re-sends stale QUEUED jobs, fails lost workers'
+    #: jobs with TIMEOUT, settles stale PENDING uploads); 1-60.
+    #: Default: - 5.
+    sweep_interval_minutes: int = 5
+    #: Extra environment of the functions (limits, log level, TRANSCODEX_SWEEP_* thresholds).
     #: Default: - none.
     environment: Mapping[str, str] = field(default_factory=dict)
     #: Retention of the function log groups.
@@ -73,6 +83,8 @@ class DispatcherProps:
             raise ValueError(f"batch_size must be between 1 and 10 (no batching window), got {self.batch_size}")
         if not 2 <= self.max_concurrency <= 1000:
             raise ValueError(f"max_concurrency must be between 2 and 1000, got {self.max_concurrency}")
+        if not 1 <= self.sweep_interval_minutes <= 60:
+            raise ValueError(f"sweep_interval_minutes must be between 1 and 60, got {self.sweep_interval_minutes}")
         if self.capacity_provider is not None and self.capacity_provider not in _CAPACITY_PROVIDERS:
             raise ValueError(
                 f"capacity_provider must be one of {_CAPACITY_PROVIDERS} or None, got {self.capacity_provider!r}"
@@ -80,13 +92,15 @@ class DispatcherProps:
 
 
 class Dispatcher(Construct):
-    """Three functions over one bundle of runtime/dispatcher:
+    """Four functions over one bundle of runtime/dispatcher:
 
     ``queue_function`` consumes the job queue (partial batch failures) and runs the
     worker task; ``dead_letter_function`` marks dead-lettered jobs FAILED;
     ``task_state_function`` marks a job FAILED when its task stops early (the
-    ``task_stopped_rule`` matches STOPPED tasks of the worker cluster).
-    ``security_group`` is shared by the three functions.
+    ``task_stopped_rule`` matches STOPPED tasks of the worker cluster);
+    ``sweep_function`` runs on ``sweep_rule``'s schedule and settles stuck jobs and
+    stale uploads (it may send to the job queue and HEAD ``input/`` objects only).
+    ``security_group`` is shared by the four functions.
     """
 
     def __init__(self, scope: Construct, construct_id: str, props: DispatcherProps) -> None:
@@ -176,8 +190,42 @@ class Dispatcher(Construct):
             ),
             targets=[targets.LambdaFunction(self.task_state_function, retry_attempts=4)],
         )
+        input_bucket = props.input_bucket or worker.input_bucket
+        self.sweep_function: python.PythonFunction = runtime_function(
+            self,
+            "SweepFunction",
+            handler="handle_sweep",
+            description="TranscodeX: re-queues stale jobs, fails jobs of lost workers, settles stale uploads",
+            **{
+                **common,
+                # Database, queue and input bucket only: the sweeper never starts or stops tasks.
+                "environment": {
+                    "TRANSCODEX_DATABASE_SECRET_ARN": props.database_secret.secret_arn,
+                    "TRANSCODEX_QUEUE_URL": props.queue.queue_url,
+                    "TRANSCODEX_INPUT_BUCKET": input_bucket.bucket_name,
+                    **props.environment,
+                },
+            },
+        )
+        self.sweep_rule = events.Rule(
+            self,
+            "SweepSchedule",
+            description="TranscodeX sweeper: settles stuck jobs and stale uploads",
+            schedule=events.Schedule.rate(Duration.minutes(props.sweep_interval_minutes)),
+            # No retries: the next scheduled run sweeps again.
+            targets=[targets.LambdaFunction(self.sweep_function, retry_attempts=0)],
+        )
+        props.queue.grant_send_messages(self.sweep_function)
+        grant_object_read(input_bucket, self.sweep_function, INPUT_PREFIX)
+        assert self.sweep_function.role is not None
+        acknowledge_prefix_grants(self.sweep_function.role, input_bucket)
         worker.grant_run(self.queue_function)
-        for function in (self.queue_function, self.dead_letter_function, self.task_state_function):
+        for function in (
+            self.queue_function,
+            self.dead_letter_function,
+            self.task_state_function,
+            self.sweep_function,
+        ):
             props.database_secret.grant_read(function)
 
     @property

@@ -52,6 +52,9 @@ class TranscodexPlatformProps:
     #: Browser origins allowed to upload and download directly.
     #: Default: - any origin.
     cors_allowed_origins: Sequence[str] = ("*",)
+    #: Browser origins allowed to read outputs (HLS players), if different from ``cors_allowed_origins``.
+    #: Default: - the same as ``cors_allowed_origins``.
+    output_cors_allowed_origins: Sequence[str] | None = None
     # --- database
     #: RDS instance class.
     #: Default: - t4g.small.
@@ -210,6 +213,9 @@ class TranscodexPlatform(Construct):
                 input_expiration_days=props.input_expiration_days,
                 output_expiration_days=props.output_expiration_days,
                 cors_allowed_origins=tuple(props.cors_allowed_origins),
+                output_cors_allowed_origins=(
+                    tuple(props.output_cors_allowed_origins) if props.output_cors_allowed_origins else None
+                ),
                 removal_policy=data_removal,
             ),
         )
@@ -305,7 +311,7 @@ class TranscodexPlatform(Construct):
             self.database.allow_from(client)
         # The schema exists before anything that uses it goes live.
         self.migrations.resource.node.add_dependency(self.database.instance)
-        for function in (self.api.function, self.dispatcher.queue_function):
+        for function in (self.api.function, self.dispatcher.queue_function, self.dispatcher.sweep_function):
             function.node.add_dependency(self.migrations.resource)
 
         self.observability = Observability(
@@ -322,6 +328,7 @@ class TranscodexPlatform(Construct):
                     self.dispatcher.queue_function,
                     self.dispatcher.dead_letter_function,
                     self.dispatcher.task_state_function,
+                    self.dispatcher.sweep_function,
                 ),
                 extra_alarms=(self.job_queue.dead_letter_alarm,),
                 alarm_email=props.alarm_email,

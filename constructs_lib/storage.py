@@ -38,9 +38,13 @@ class StorageProps:
     #: Days after which incomplete multipart uploads are aborted (both buckets).
     #: Default: - 1.
     abort_incomplete_multipart_upload_days: int = 1
-    #: Origins allowed to upload to the input bucket and read the output bucket from a browser.
+    #: Origins allowed to upload to the input bucket from a browser (PUT/POST to presigned URLs).
     #: Default: - any origin ("*"); the presigned URL is the authorization.
     cors_allowed_origins: Sequence[str] = ("*",)
+    #: Origins allowed to read the output bucket from a browser (GET/HEAD): web HLS players fetch
+    #: the presigned playlist and segment URLs cross-origin.
+    #: Default: - the same as ``cors_allowed_origins`` (any origin, "*"); the presigned URL is the authorization.
+    output_cors_allowed_origins: Sequence[str] | None = None
     #: Days server access logs are kept.
     #: Default: - 90.
     access_logs_expiration_days: int = 90
@@ -71,6 +75,10 @@ class StorageProps:
             raise ValueError(f"output_expiration_days must be >= 1 or None, got {self.output_expiration_days}")
         if not self.cors_allowed_origins:
             raise ValueError("cors_allowed_origins must name at least one origin (browsers upload directly)")
+        if self.output_cors_allowed_origins is not None and not self.output_cors_allowed_origins:
+            raise ValueError(
+                "output_cors_allowed_origins must name at least one origin (browser players read outputs) or be None"
+            )
         if self.auto_delete_objects and self.removal_policy != RemovalPolicy.DESTROY:
             raise ValueError(f"auto_delete_objects needs removal_policy DESTROY, got {self.removal_policy}")
 
@@ -165,8 +173,10 @@ class Storage(Construct):
             cors=[
                 s3.CorsRule(
                     allowed_methods=[s3.HttpMethods.GET, s3.HttpMethods.HEAD],
-                    allowed_origins=list(props.cors_allowed_origins),
+                    allowed_origins=list(props.output_cors_allowed_origins or props.cors_allowed_origins),
+                    # Players send Range for byte-range segments and read the lengths back.
                     allowed_headers=["*"],
+                    exposed_headers=["Content-Length", "Content-Range", "Accept-Ranges", "ETag"],
                     max_age=3000,
                 )
             ],

@@ -113,13 +113,14 @@ class Worker(Construct):
     """ECS cluster and Fargate task definition for the worker.
 
     Attributes: ``cluster``, ``task_definition``, ``container``, ``log_group``,
-    ``task_role`` and ``security_group`` (give it to RunTask). The task role may
+    ``task_role``, ``security_group`` (give it to RunTask) and ``input_bucket``. The task role may
     read ``input/*``, write ``output/*`` and read the database secret, nothing else.
     """
 
     def __init__(self, scope: Construct, construct_id: str, props: WorkerProps) -> None:
         super().__init__(scope, construct_id)
         props.validate()
+        self.input_bucket = props.input_bucket
         self.cluster = ecs.Cluster(
             self,
             "Cluster",

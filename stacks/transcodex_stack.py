@@ -82,7 +82,7 @@ def _converters() -> dict[str, Any]:
             convert = _enum(s3.BucketEncryption, field.name)
         elif field.name == "log_retention":
             convert = _retention
-        elif field.name == "cors_allowed_origins":
+        elif field.name in ("cors_allowed_origins", "output_cors_allowed_origins"):
             convert = lambda v: tuple(v if isinstance(v, list) else str(v).split(","))  # noqa: E731
         elif "bool" in hint:
             convert = _bool

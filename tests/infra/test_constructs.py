@@ -32,6 +32,26 @@ def test_given_s3_managed_encryption_when_synth_then_buckets_use_aes256_and_no_k
     )
 
 
+def test_given_output_cors_origins_when_synth_then_output_bucket_allows_get_head_from_them_only() -> None:
+    stack = Stack(App(), "S")
+    Storage(
+        stack,
+        "Storage",
+        StorageProps(
+            cors_allowed_origins=("https://upload.example",), output_cors_allowed_origins=("https://player.example",)
+        ),
+    )
+    buckets = Template.from_stack(stack).find_resources("AWS::S3::Bucket")
+    rules = {name: b["Properties"]["CorsConfiguration"]["CorsRules"] for name, b in buckets.items() if "Cors" in str(b)}
+    ((input_rule,),) = (r for name, r in rules.items() if "InputBucket" in name)
+    ((output_rule,),) = (r for name, r in rules.items() if "OutputBucket" in name)
+    assert input_rule["AllowedOrigins"] == ["https://upload.example"]
+    assert (sorted(output_rule["AllowedMethods"]), output_rule["AllowedOrigins"]) == (
+        ["GET", "HEAD"],
+        ["https://player.example"],
+    )
+
+
 def test_given_storage_grants_when_synth_then_object_actions_are_prefix_scoped() -> None:
     stack = Stack(App(), "S")
     storage = Storage(stack, "Storage")

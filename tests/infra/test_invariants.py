@@ -74,6 +74,10 @@ def test_given_default_props_when_synth_then_media_buckets_have_lifecycle_cors_l
     assert input_rule["ExpirationInDays"] == 7
     assert input_rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
     assert {"PUT", "POST"} <= set(input_bucket["CorsConfiguration"]["CorsRules"][0]["AllowedMethods"])
+    (output_cors,) = output_bucket["CorsConfiguration"]["CorsRules"]
+    assert sorted(output_cors["AllowedMethods"]) == ["GET", "HEAD"]  # browser HLS players, presigned URLs
+    assert output_cors["AllowedOrigins"] == ["*"]
+    assert {"Content-Length", "Content-Range"} <= set(output_cors["ExposedHeaders"])
     assert output_bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     for props in (input_bucket, output_bucket):
         assert "DestinationBucketName" in props["LoggingConfiguration"]
@@ -177,7 +181,7 @@ def test_given_default_props_when_synth_then_dispatcher_runs_exactly_the_worker_
 def test_given_default_props_when_synth_then_task_stopped_rule_targets_this_cluster(synth: Synth) -> None:
     cluster_id, cluster = synth.one("AWS::ECS::Cluster")
     assert {"Name": "containerInsights", "Value": "enabled"} in cluster["Properties"]["ClusterSettings"]
-    _, rule = synth.one("AWS::Events::Rule")
+    (rule,) = (v for k, v in synth.resources("AWS::Events::Rule").items() if "TaskStoppedRule" in k)
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.ecs"]
     assert pattern["detail-type"] == ["ECS Task State Change"]
@@ -204,7 +208,7 @@ def test_given_chalice_routes_when_synth_then_each_route_is_a_native_proxy_metho
 
 def test_given_default_props_when_synth_then_functions_run_in_vpc_with_traces(synth: Synth) -> None:
     ours = {k: v for k, v in synth.resources("AWS::Lambda::Function").items() if "framework" not in k}
-    assert len(ours) == 5  # api, 3 dispatcher handlers, migrations
+    assert len(ours) == 6  # api, 3 dispatcher handlers, the sweeper, migrations
     for name, function in ours.items():
         assert function["Properties"]["VpcConfig"]["SubnetIds"], name
         assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
@@ -226,3 +230,75 @@ def test_given_default_props_when_synth_then_outputs_name_api_buckets_and_cluste
     outputs = " ".join(synth.template["Outputs"])
     for name in ("ApiUrl", "InputBucketName", "OutputBucketName", "ClusterName"):
         assert name in outputs
+
+
+def _function_id(synth: Synth, fragment: str) -> str:
+    (found,) = (k for k in synth.resources("AWS::Lambda::Function") if fragment in k)
+    return found
+
+
+def test_given_default_props_when_synth_then_a_schedule_runs_the_sweeper_every_five_minutes(synth: Synth) -> None:
+    sweeper = _function_id(synth, "SweepFunction")
+    (rule,) = (v for k, v in synth.resources("AWS::Events::Rule").items() if "SweepSchedule" in k)
+    assert rule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    assert rule["Properties"]["State"] == "ENABLED"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [sweeper, "Arn"]}
+    permissions = [
+        p["Properties"]
+        for p in synth.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [sweeper, "Arn"]}
+    ]
+    assert [(p["Action"], p["Principal"]) for p in permissions] == [("lambda:InvokeFunction", "events.amazonaws.com")]
+    function = synth.template["Resources"][sweeper]["Properties"]
+    assert function["Handler"] == "runtime.dispatcher.handler.handle_sweep"
+    env = function["Environment"]["Variables"]
+    assert {"TRANSCODEX_DATABASE_SECRET_ARN", "TRANSCODEX_QUEUE_URL", "TRANSCODEX_INPUT_BUCKET"} <= set(env)
+    assert not any(name.startswith("TRANSCODEX_ECS_") for name in env)
+
+
+def test_given_default_props_when_synth_then_the_sweeper_may_only_send_jobs_head_inputs_and_read_the_db_secret(
+    synth: Synth,
+) -> None:
+    sweeper = synth.template["Resources"][_function_id(synth, "SweepFunction")]
+    role_id = sweeper["Properties"]["Role"]["Fn::GetAtt"][0]
+    by_action: dict[str, list[str]] = {}
+    for statement in _policy_of_role(synth, role_id):
+        for action in _as_list(statement["Action"]):
+            by_action.setdefault(action, []).append(json.dumps(statement["Resource"]))
+    assert set(by_action) == {
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+        "s3:GetObject",
+        "kms:Decrypt",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
+    (queue_id,) = (k for k in synth.resources("AWS::SQS::Queue") if "DeadLetter" not in k)
+    assert by_action["sqs:SendMessage"] == [json.dumps({"Fn::GetAtt": [queue_id, "Arn"]})]
+    (s3_resource,) = by_action["s3:GetObject"]
+    assert "InputBucket" in s3_resource and s3_resource.endswith('"/input/*"]]}')
+    assert not any("ecs:" in action or action == "iam:PassRole" for action in by_action)
+
+
+def test_given_default_props_when_synth_then_gateway_errors_use_the_api_error_shape(synth: Synth) -> None:
+    from runtime.api.chalicelib.errors import GATEWAY_NOT_FOUND
+
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in synth.resources("AWS::ApiGateway::GatewayResponse").values()
+    }
+    assert set(responses) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"}
+    not_found = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert not_found["StatusCode"] == "404"
+    assert not_found["ResponseTemplates"] == {"application/json": GATEWAY_NOT_FOUND["template"]}
+    for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        props = responses[response_type]
+        assert "StatusCode" not in props  # the gateway's own status is kept
+        template = props["ResponseTemplates"]["application/json"]
+        assert template.startswith('{"error": {"code": ') and '"details": {}' in template
+    for props in responses.values():
+        assert props["ResponseParameters"]["gatewayresponse.header.Cache-Control"] == "'no-store'"

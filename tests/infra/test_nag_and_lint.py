@@ -20,6 +20,7 @@ _LAMBDAS = (
     "Dispatcher/QueueFunction",
     "Dispatcher/DeadLetterFunction",
     "Dispatcher/TaskStateFunction",
+    "Dispatcher/SweepFunction",
     "Migrations/Function",
 )
 
@@ -53,6 +54,11 @@ EXPECTED_ACKNOWLEDGEMENTS = {
         (f"IAM5[Resource::<PlatformStorage{bucket}.Arn>/{prefix}/*]", f"{role}/DefaultPolicy/Resource")
         for bucket, prefix in (("InputBucket5D24F046", "input"), ("OutputBucketDAE8074B", "output"))
         for role in ("Platform/Worker/TaskDefinition/TaskRole", "Platform/Api/Function/ServiceRole")
+    ),
+    # The sweeper HEADs stale uploads' objects: GetObject on input/ only.
+    (
+        "IAM5[Resource::<PlatformStorageInputBucket5D24F046.Arn>/input/*]",
+        "Platform/Dispatcher/SweepFunction/ServiceRole/DefaultPolicy/Resource",
     ),
     *(
         (f"IAM4[{_LAMBDA_POLICY}{policy}]", f"Platform/{fn}/ServiceRole/Resource")

@@ -86,6 +86,26 @@ def test_given_unknown_capacity_provider_when_validate_then_error() -> None:
         props.validate()
 
 
+@pytest.mark.parametrize("minutes", [0, 61])
+def test_given_sweep_interval_out_of_range_when_validate_then_error(minutes: int) -> None:
+    worker_props = _worker_props()
+    props = DispatcherProps(
+        vpc=worker_props.vpc,
+        queue=None,
+        dead_letter_queue=None,
+        worker=None,  # type: ignore[arg-type]
+        database_secret=worker_props.database_secret,
+        sweep_interval_minutes=minutes,
+    )
+    with pytest.raises(ValueError, match="sweep_interval_minutes must be between 1 and 60"):
+        props.validate()
+
+
+def test_given_empty_output_cors_origins_when_validate_then_error() -> None:
+    with pytest.raises(ValueError, match="output_cors_allowed_origins must name at least one origin"):
+        StorageProps(output_cors_allowed_origins=()).validate()
+
+
 def test_given_bad_log_level_when_validate_then_error() -> None:
     with pytest.raises(ValueError, match="log_level must be one of"):
         TranscodexPlatformProps(log_level="LOUD").validate()
