@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 from runtime.shared import db as dbm
 from runtime.shared.log import bind, job_status_metric
 from runtime.shared.messages import JobMessage
-from runtime.shared.settings import ConfigError, Settings
+from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, ConfigError, Settings
 from runtime.shared.status import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ class SweepConfig:
     worker_timeout_seconds: int = 3600
     #: Added to the wall time before a RUNNING job is declared lost (upload of outputs, clock skew).
     running_grace_seconds: int = 600
-    #: Lifetime of the API's presigned upload URLs (runtime/api media.UPLOAD_URL_TTL_SECONDS).
-    upload_url_ttl_seconds: int = 3600
+    #: Lifetime of the API's presigned upload URLs.
+    upload_url_ttl_seconds: int = UPLOAD_URL_TTL_SECONDS
     #: Added to the URL lifetime: a PUT started just before expiry may still be transferring.
     upload_grace_seconds: int = 3600
     #: Most changes per pass and run (the next run takes the rest).

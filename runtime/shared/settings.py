@@ -16,6 +16,10 @@ PREFIX = "TRANSCODEX_"
 
 SECTIONS = ("database", "storage", "queue", "auth", "ecs", "limits")
 
+#: Lifetime of the API's presigned upload URLs; the sweeper waits at least this long before
+#: it settles a PENDING upload, so both read it from here.
+UPLOAD_URL_TTL_SECONDS = 3600
+
 
 class ConfigError(ValueError):
     """The environment does not describe a runnable component."""

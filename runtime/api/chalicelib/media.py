@@ -23,12 +23,12 @@ from runtime.shared import db as jobs_db
 from runtime.shared.contract import ContractError, JobSpec, Problem, parse_job
 from runtime.shared.log import bind
 from runtime.shared.messages import JobMessage
+from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS
 from runtime.shared.status import ErrorCode, JobStatus
 
 log = logging.getLogger(__name__)
 
 #: How long a presigned upload or download URL stays valid.
-UPLOAD_URL_TTL_SECONDS = 3600
 DOWNLOAD_URL_TTL_SECONDS = 3600
 #: Declared sizes above this use S3 multipart upload (and above S3's single-PUT limit, always).
 MULTIPART_THRESHOLD_BYTES = 100 * 1024**2
