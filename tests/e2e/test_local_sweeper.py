@@ -31,7 +31,8 @@ def test_given_a_job_whose_message_was_lost_when_the_loop_runs_then_the_sweeper_
             with db.connection() as conn:
                 job = dbm.get_job(conn, job_id)
             assert job is not None
-            if job["status"] != JobStatus.QUEUED:
+            # claimed (DISPATCHED) first, then the launched worker's id is recorded
+            if job["status"] != JobStatus.QUEUED and job["task_arn"] is not None:
                 break
             time.sleep(0.1)
     finally:
