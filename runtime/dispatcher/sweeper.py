@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 from runtime.shared import db as dbm
 from runtime.shared.log import bind, job_status_metric
 from runtime.shared.messages import JobMessage
-from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, ConfigError, Settings
+from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, ConfigError, Settings, read_int
 from runtime.shared.status import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -74,17 +74,7 @@ class SweepConfig:
         problems: list[str] = []
 
         def number(name: str, default: int, minimum: int) -> int:
-            raw = (env.get(name) or "").strip()
-            if not raw:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                problems.append(f"{name} must be a whole number, got {raw!r}")
-                return default
-            if value < minimum:
-                problems.append(f"{name} must be >= {minimum}, got {value}")
-            return value
+            return read_int(env, name, default, problems, minimum)
 
         config = cls(
             requeue_after_seconds=number(ENV_REQUEUE_AFTER, cls.requeue_after_seconds, 60),

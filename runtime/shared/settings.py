@@ -75,18 +75,24 @@ class Settings:
     log_level: str = "INFO"
 
 
-def _int(env: Mapping[str, str], name: str, default: int, problems: list[str], minimum: int = 1) -> int:
-    raw = env.get(PREFIX + name)
-    if raw is None or raw == "":
+def read_int(env: Mapping[str, str], name: str, default: int, problems: list[str], minimum: int = 1) -> int:
+    """Whole-number variable ``name`` (``default`` when unset); problems are appended, not raised,
+    so a loader can report every bad variable at once."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        problems.append(f"{PREFIX}{name} must be a whole number, got {raw!r}")
+        problems.append(f"{name} must be a whole number, got {raw!r}")
         return default
     if value < minimum:
-        problems.append(f"{PREFIX}{name} must be >= {minimum}, got {value}")
+        problems.append(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, problems: list[str], minimum: int = 1) -> int:
+    return read_int(env, PREFIX + name, default, problems, minimum)
 
 
 def _list(raw: str | None) -> tuple[str, ...]:
