@@ -131,6 +131,58 @@ def test_given_platform_up_when_video_ladder_runs_then_hls_plays_from_disk_and_t
     assert response.headers.get("Access-Control-Allow-Origin") in ("*", "http://player.example")  # browser players
 
 
+PLAYER_PAGE = """<!doctype html><html><body><video id="v" muted playsinline></video>
+<script src="hls.min.js"></script><script>
+const v = document.getElementById("v");
+window.result = {levels: [], errors: [], t: 0};
+const hls = new Hls();
+hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => { window.result.levels = d.levels.map(l => l.height); v.play(); });
+hls.on(Hls.Events.ERROR, (_, d) => window.result.errors.push({details: d.details, fatal: d.fatal}));
+hls.loadSource(PLAYBACK_URL); hls.attachMedia(v);
+setInterval(() => Object.assign(window.result, {t: v.currentTime, w: v.videoWidth, h: v.videoHeight}), 100);
+</script></body></html>"""
+NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
+BROWSER_MISSING = shutil.which("chromium") is None or not (NODE_MODULES / "playwright-core").is_dir()
+
+
+@pytest.mark.skipif(BROWSER_MISSING, reason="needs Debian's chromium and `npm ci` (make setup installs both)")
+def test_given_a_finished_ladder_when_a_browser_player_loads_the_playback_url_then_it_plays(
+    client: Client, media: dict[str, Path], tmp_path: Path
+) -> None:
+    """The promise of DESIGN.md: HLS plays in a standard player through the URLs the API hands
+    out. hls.js in headless Chromium, the page served from another origin than the API."""
+    import functools
+    import http.server
+    import subprocess
+
+    final, _ = run_to_end(client, media["clip"], LADDER_OPS, tmp_path / "out")
+    playback = client.download_info(job_id_of(final))["playback_url"]
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(NODE_MODULES / "hls.js" / "dist" / "hls.min.js", site / "hls.min.js")
+    (site / "index.html").write_text(PLAYER_PAGE.replace("PLAYBACK_URL", json.dumps(playback)))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = f"http://127.0.0.1:{server.server_address[1]}/index.html"
+        run = subprocess.run(
+            ["node", str(Path(__file__).with_name("browser_play.js")), page, "40"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+        )
+    finally:
+        server.shutdown()
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert sorted(result["levels"]) == [240, 360], result
+    assert not [e for e in result["errors"] if e["fatal"]], result
+    assert result["t"] >= 1.5, result  # the clip is 2 s: it actually played
+    assert result["h"] in (240, 360), result
+
+
 def test_given_one_idempotency_key_when_a_submission_is_sent_twice_at_once_then_one_job_exists(
     platform: RunningPlatform, media: dict[str, Path]
 ) -> None:

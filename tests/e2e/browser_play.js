@@ -1,0 +1,21 @@
+// Open a page in headless Chromium (Debian's), let it play for a while, print window.result as JSON.
+// Usage: node browser_play.js PAGE_URL SECONDS
+const { chromium } = require('playwright-core');
+
+(async () => {
+  const [url, seconds] = [process.argv[2], Number(process.argv[3] || 8)];
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.goto(url);
+    await page.waitForFunction(() => window.result && window.result.t >= 1.5, null, { timeout: seconds * 1000 })
+      .catch(() => {});
+    console.log(JSON.stringify(await page.evaluate(() => window.result)));
+  } finally {
+    await browser.close();
+  }
+})().catch((err) => { console.error(err); process.exit(1); });
