@@ -283,13 +283,21 @@ class Platform:
             ) from None
 
     def _reap_leftovers(self) -> None:
-        """Kill children recorded by a previous supervisor that was killed without cleanup."""
-        for name, pid in self._read_state().get("children", {}).items():
+        """Kill children recorded by a previous supervisor that was killed without cleanup.
+
+        Only a process whose command line is exactly the recorded one (it names this platform's
+        own ports) and that still leads its own process group: a reused pid is never killed.
+        """
+        for name, record in self._read_state().get("children", {}).items():
+            if not isinstance(record, dict):
+                continue  # an old state file without command lines: nothing can be proven ours
+            pid, recorded = int(record["pid"]), str(record["cmdline"])
             try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").replace(b"\0", b" ").decode()
+                leads_group = os.getpgid(pid) == pid
+            except (OSError, ProcessLookupError):
                 continue
-            if "moto.server" in cmdline or "runtime.local.api_server" in cmdline or "runtime.worker" in cmdline:
+            if cmdline == recorded and leads_group:
                 log.warning("stopping a leftover process", extra={"child": name, "pid": pid})
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
@@ -311,7 +319,9 @@ class Platform:
         assert proc.stdout is not None
         self._sink.pump(name, proc.stdout, skip)
         self.children[name] = proc
-        self._write_state(children={n: p.pid for n, p in self.children.items()})
+        self._write_state(
+            children={n: {"pid": p.pid, "cmdline": " ".join(map(str, p.args))} for n, p in self.children.items()}
+        )
         return proc
 
     def start(self) -> str:

@@ -196,3 +196,28 @@ def test_given_only_the_embedded_wheel_when_a_server_starts_then_it_runs_from_th
     assert applied and applied[0] == "0001_init"
     assert tables == (1,)
     assert not version.startswith("15")  # the wheel's server, not the system's
+
+
+def test_given_recorded_children_when_reaping_leftovers_then_only_the_exact_recorded_process_is_killed(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    ours = subprocess.Popen(["sleep", "30"], start_new_session=True)  # a child the dead supervisor left
+    reused = subprocess.Popen(["sleep", "31"], start_new_session=True)  # its pid now names something else
+    platform = Platform(tmp_path / "data", echo=None)
+    platform.data_dir.mkdir(parents=True)
+    platform._write_state(
+        children={
+            "moto": {"pid": ours.pid, "cmdline": "sleep 30"},
+            "api": {"pid": reused.pid, "cmdline": "python -m runtime.local.api_server --port 1"},
+        }
+    )
+    try:
+        platform._reap_leftovers()
+        assert ours.wait(10) == -9
+        assert reused.poll() is None, "a process that is not the recorded one was killed"
+    finally:
+        for proc in (ours, reused):
+            proc.kill()
+            proc.wait()

@@ -339,7 +339,11 @@ def _sessions(running: RunningPlatform) -> set[int]:
     state = running.state
     with psycopg.connect(state["database_url"]) as conn:
         arns = [r[0] for r in conn.execute("SELECT task_arn FROM jobs WHERE task_arn LIKE 'local:%'").fetchall()]
-    return {running.process.pid, *state["children"].values(), *(int(a.removeprefix("local:")) for a in arns)}
+    return {
+        running.process.pid,
+        *(child["pid"] for child in state["children"].values()),
+        *(int(a.removeprefix("local:")) for a in arns),
+    }
 
 
 def test_given_a_finished_job_when_the_platform_restarts_then_state_survives_and_nothing_is_left_running(
