@@ -37,7 +37,7 @@ lint: $(VENV)/.installed ## ruff
 
 .PHONY: test
 test: setup lint ## set up, lint and run the whole suite
-	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadgroup --max-worker-restart=0 $(PYTEST_ARGS)
 
 .PHONY: demo
 demo: setup ## run the local platform demo end to end (outputs in ./demo-output; DEMO_ARGS=--keep-running)
