@@ -52,8 +52,9 @@ bench: setup ## benchmarks: HLS ladder vs the seed's method, pyvips vs Pillow
 	$(PY) -m bench.run
 
 .PHONY: synth
-synth: setup ## synthesize the CDK app without Docker bundling
+synth: setup ## synthesize the CDK app without Docker bundling and print AWS quota figures
 	TRANSCODEX_SKIP_BUNDLING=1 npx cdk synth --quiet
+	PYTHONPATH=$(CURDIR) $(PY) -m stacks.quotas
 
 .PHONY: clean
 clean: ## remove build output (keeps .venv)
