@@ -18,6 +18,7 @@ from typing import Any
 from aws_cdk import Duration, Names, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -33,6 +34,7 @@ from constructs_lib._grants import (
 )
 from constructs_lib._lambda import runtime_function
 from constructs_lib._nag import acknowledge
+from runtime.api.chalicelib.deps import POOL_SIZE_ENV
 from runtime.api.chalicelib.errors import BASE_HEADERS, GATEWAY_NOT_FOUND
 
 #: Answers API Gateway gives itself (no route, throttled, integration failed) in the API's error
@@ -116,6 +118,11 @@ class ApiProps:
     #: Burst limit of the stage, requests.
     #: Default: - 200.
     throttling_burst_limit: int = 200
+    #: Reserved (and maximum) concurrency of the function. Each container holds one database
+    #: connection, so this bounds the API's share of the database's max_connections; requests
+    #: beyond it are throttled (429) instead of exhausting the database.
+    #: Default: - 100 (db.t4g.small allows ~200 connections, see stacks/quotas.py).
+    reserved_concurrency: int = 100
     #: Memory of the function, in MiB (argon2id hashing is memory-hard).
     #: Default: - 1024.
     memory_size_mib: int = 1024
@@ -140,6 +147,8 @@ class ApiProps:
                 "throttling limits must be >= 1, got "
                 f"rate={self.throttling_rate_limit} burst={self.throttling_burst_limit}"
             )
+        if not 1 <= self.reserved_concurrency <= 1000:
+            raise ValueError(f"reserved_concurrency must be between 1 and 1000, got {self.reserved_concurrency}")
         if not 128 <= self.memory_size_mib <= 10240:
             raise ValueError(f"memory_size_mib must be between 128 and 10240, got {self.memory_size_mib}")
         if not 1 <= self.timeout_seconds <= 29:
@@ -198,6 +207,8 @@ class Api(Construct):
                 "TRANSCODEX_OUTPUT_BUCKET": props.output_bucket.bucket_name,
                 "TRANSCODEX_QUEUE_URL": props.queue.queue_url,
                 "TRANSCODEX_JWT_SECRET_ARN": self.jwt_secret.secret_arn,
+                # One request at a time per container: one connection is all it can use.
+                POOL_SIZE_ENV: "1",
                 **props.environment,
             },
             timeout=Duration.seconds(props.timeout_seconds),
@@ -205,6 +216,9 @@ class Api(Construct):
             log_retention=props.log_retention,
             log_removal_policy=props.log_removal_policy,
         )
+        cfn_function = self.function.node.default_child
+        assert isinstance(cfn_function, lambda_.CfnFunction)
+        cfn_function.reserved_concurrent_executions = props.reserved_concurrency
         grant_object_write(props.input_bucket, self.function, INPUT_PREFIX)
         grant_object_read(props.input_bucket, self.function, INPUT_PREFIX)
         grant_object_read(props.output_bucket, self.function, OUTPUT_PREFIX)

@@ -86,9 +86,12 @@ class DatabaseProps:
 class Database(Construct):
     """An encrypted, private PostgreSQL 16 instance with rotated, generated credentials.
 
-    Attributes: ``instance`` and ``secret`` (JSON with host, port, username,
-    password, dbname). Use :meth:`allow_from` to open the port to a client and
-    :meth:`grant_secret_read` to let it read the credentials.
+    Attributes: ``instance``, ``secret`` (JSON with host, port, username,
+    password, dbname), ``rotation`` and ``rotation_schedule`` (order the schedule after whatever
+    must connect with the first password, e.g. the migrations: it rotates at creation).
+    Unless the removal policy is DESTROY, the secret is retained with the instance, and with
+    RETAIN its subnet group and security group too. Use :meth:`allow_from` to open the port
+    to a client and :meth:`grant_secret_read` to let it read the credentials.
     """
 
     def __init__(self, scope: Construct, construct_id: str, props: DatabaseProps) -> None:
@@ -123,10 +126,14 @@ class Database(Construct):
         )
         assert self.instance.secret is not None
         self.secret: secretsmanager.ISecret = self.instance.secret
-        self.instance.add_rotation_single_user(
+        self.rotation = self.instance.add_rotation_single_user(
             automatically_after=Duration.days(props.rotation_days),
             vpc_subnets=props.rotation_subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
         )
+        # The schedule itself lives under the secret attachment, not under the rotation construct.
+        self.rotation_schedule: Construct = self.secret.node.find_child("RotationSchedule")
+        if props.removal_policy != RemovalPolicy.DESTROY:
+            self._retain_dependencies(props.removal_policy)
         acknowledge(
             self.instance,
             "RDS11",
@@ -137,6 +144,20 @@ class Database(Construct):
             acknowledge(self.instance, "RDS3", "multi_az=False was chosen in the props (single-AZ to save cost).")
         if not props.deletion_protection:
             acknowledge(self.instance, "RDS10", "deletion_protection=False was chosen in the props.")
+
+    def _retain_dependencies(self, policy: RemovalPolicy) -> None:
+        """A kept instance still needs what it was built with: its credentials (also for a
+        snapshot, which keeps the password), and while it lives (RETAIN) its subnet group and
+        security group, which CloudFormation cannot delete while the instance uses them."""
+        keep = [self.instance.node.try_find_child("Secret")]
+        if policy == RemovalPolicy.RETAIN:
+            keep += [
+                self.instance.node.try_find_child("SubnetGroup"),
+                self.instance.node.try_find_child("SecurityGroup"),
+            ]
+        for construct in keep:
+            if construct is not None:
+                construct.node.default_child.apply_removal_policy(RemovalPolicy.RETAIN)  # type: ignore[union-attr]
 
     @property
     def connections(self) -> ec2.Connections:

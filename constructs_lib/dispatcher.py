@@ -10,6 +10,7 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_lambda_python_alpha as python
 from aws_cdk import aws_logs as logs
@@ -20,9 +21,13 @@ from constructs import Construct
 
 from constructs_lib._grants import INPUT_PREFIX, acknowledge_prefix_grants, grant_object_read
 from constructs_lib._lambda import runtime_function
+from constructs_lib.queue import VISIBILITY_TIMEOUT_FACTOR
 from constructs_lib.worker import Worker
+from runtime.dispatcher.handler import CLAIM_TIMEOUT_ENV
 
 _CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+#: The default claim timeout, in dispatcher timeouts.
+CLAIM_TIMEOUT_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,12 @@ class DispatcherProps:
     #: Timeout of each function, in seconds.
     #: Default: - 60.
     timeout_seconds: int = 60
+    #: Age after which another delivery may take over a job claimed but not started
+    #: (``TRANSCODEX_DISPATCH_CLAIM_TIMEOUT_SECONDS``); above ``timeout_seconds`` (a live
+    #: invocation keeps its claim) and below the queue's visibility timeout (6x the timeout),
+    #: so a redelivery after a crashed invocation can reclaim the job before it dead-letters.
+    #: Default: - 2x ``timeout_seconds``.
+    claim_timeout_seconds: int | None = None
     #: Memory of each function, in MiB.
     #: Default: - 512.
     memory_size_mib: int = 512
@@ -54,6 +65,13 @@ class DispatcherProps:
     #: Upper bound of concurrent queue consumers (limits RunTask bursts); 2-1000.
     #: Default: - 10.
     max_concurrency: int = 10
+    #: Upper bound of concurrent dead-letter handlers (each holds database connections); 2-1000.
+    #: Default: - 2.
+    dead_letter_max_concurrency: int = 2
+    #: Reserved (and maximum) concurrency of the task-state handler, which EventBridge would
+    #: otherwise scale without bound (each holds database connections); 1-1000.
+    #: Default: - 5.
+    task_state_reserved_concurrency: int = 5
     #: Capacity provider of worker tasks: "FARGATE" or "FARGATE_SPOT".
     #: Default: - the FARGATE launch type.
     capacity_provider: str | None = None
@@ -74,15 +92,34 @@ class DispatcherProps:
     #: Default: - RETAIN.
     log_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
 
+    @property
+    def effective_claim_timeout_seconds(self) -> int:
+        return self.claim_timeout_seconds or CLAIM_TIMEOUT_FACTOR * self.timeout_seconds
+
     def validate(self) -> None:
         if not 1 <= self.timeout_seconds <= 900:
             raise ValueError(f"timeout_seconds must be between 1 and 900, got {self.timeout_seconds}")
+        claim = self.effective_claim_timeout_seconds
+        if not self.timeout_seconds < claim < VISIBILITY_TIMEOUT_FACTOR * self.timeout_seconds:
+            raise ValueError(
+                f"claim_timeout_seconds must be above timeout_seconds ({self.timeout_seconds}) and below the "
+                f"queue's visibility timeout ({VISIBILITY_TIMEOUT_FACTOR}x), got {claim}"
+            )
         if not 128 <= self.memory_size_mib <= 10240:
             raise ValueError(f"memory_size_mib must be between 128 and 10240, got {self.memory_size_mib}")
         if not 1 <= self.batch_size <= 10:
             raise ValueError(f"batch_size must be between 1 and 10 (no batching window), got {self.batch_size}")
         if not 2 <= self.max_concurrency <= 1000:
             raise ValueError(f"max_concurrency must be between 2 and 1000, got {self.max_concurrency}")
+        if not 2 <= self.dead_letter_max_concurrency <= 1000:
+            raise ValueError(
+                f"dead_letter_max_concurrency must be between 2 and 1000, got {self.dead_letter_max_concurrency}"
+            )
+        if not 1 <= self.task_state_reserved_concurrency <= 1000:
+            raise ValueError(
+                "task_state_reserved_concurrency must be between 1 and 1000, "
+                f"got {self.task_state_reserved_concurrency}"
+            )
         if not 1 <= self.sweep_interval_minutes <= 60:
             raise ValueError(f"sweep_interval_minutes must be between 1 and 60, got {self.sweep_interval_minutes}")
         if self.capacity_provider is not None and self.capacity_provider not in _CAPACITY_PROVIDERS:
@@ -130,6 +167,7 @@ class Dispatcher(Construct):
             "TRANSCODEX_ECS_CONTAINER_NAME": worker.container.container_name,
             "TRANSCODEX_ECS_SUBNETS": ",".join(task_subnet_ids),
             "TRANSCODEX_ECS_SECURITY_GROUPS": worker.security_group.security_group_id,
+            CLAIM_TIMEOUT_ENV: str(props.effective_claim_timeout_seconds),
             **({"TRANSCODEX_ECS_CAPACITY_PROVIDER": props.capacity_provider} if props.capacity_provider else {}),
             **props.environment,
         }
@@ -176,9 +214,15 @@ class Dispatcher(Construct):
         )
         self.dead_letter_function.add_event_source(
             sources.SqsEventSource(
-                props.dead_letter_queue, batch_size=props.batch_size, report_batch_item_failures=True
+                props.dead_letter_queue,
+                batch_size=props.batch_size,
+                report_batch_item_failures=True,
+                max_concurrency=props.dead_letter_max_concurrency,
             )
         )
+        task_state_cfn = self.task_state_function.node.default_child
+        assert isinstance(task_state_cfn, lambda_.CfnFunction)
+        task_state_cfn.reserved_concurrent_executions = props.task_state_reserved_concurrency
         self.task_stopped_rule = events.Rule(
             self,
             "TaskStoppedRule",

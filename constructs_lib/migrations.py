@@ -11,14 +11,17 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from constructs_lib._assets import content_hash, runtime_path
+from constructs_lib._assets import runtime_path
 from constructs_lib._lambda import acknowledge_lambda_managed_policies, runtime_function
 from constructs_lib._nag import acknowledge
+from runtime.shared.migrate import content_hash
 
 
 def migrations_hash() -> str:
-    """Hash of every ``*.sql`` file under runtime/shared: a change re-runs the migrations."""
-    return content_hash([runtime_path("shared")], suffixes=(".sql",))
+    """Hash of the migrations (runtime.shared.migrate owns it): a change re-runs them, and the
+    handler applies only the hash it ships (a rollback's old hash is a no-op)."""
+    runtime_path("shared", "migrations")
+    return content_hash()
 
 
 @dataclass(frozen=True)

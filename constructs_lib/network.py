@@ -34,9 +34,10 @@ class NetworkProps:
     #: Removal policy of the flow log group.
     #: Default: - RETAIN.
     removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
-    #: Add an S3 gateway endpoint (free; keeps media traffic off the NAT gateway).
-    #: Default: - true.
-    s3_gateway_endpoint: bool = True
+    #: Add an S3 gateway endpoint (free; keeps media traffic off the NAT gateway). An imported
+    #: VPC often has one already, and a second for the same route tables fails the deploy.
+    #: Default: - true for the new VPC, false for an imported ``vpc``.
+    s3_gateway_endpoint: bool | None = None
     #: Subnets for Lambda functions and Fargate tasks.
     #: Default: - PRIVATE_WITH_EGRESS.
     compute_subnet_type: ec2.SubnetType = ec2.SubnetType.PRIVATE_WITH_EGRESS
@@ -93,9 +94,18 @@ class Network(Construct):
             )
             self.vpc = vpc
         self.s3_endpoint: ec2.GatewayVpcEndpoint | None = None
-        if props.s3_gateway_endpoint:
+        if props.s3_gateway_endpoint if props.s3_gateway_endpoint is not None else props.vpc is None:
             self.s3_endpoint = ec2.GatewayVpcEndpoint(
                 self, "S3Endpoint", vpc=self.vpc, service=ec2.GatewayVpcEndpointAwsService.S3
             )
         self.compute_subnets = ec2.SubnetSelection(subnet_type=props.compute_subnet_type)
         self.database_subnets = ec2.SubnetSelection(subnet_type=props.database_subnet_type)
+
+    def retain_database_subnets(self) -> None:
+        """Keep the new VPC and its database subnets when the stack is deleted, for a retained
+        database whose network interfaces stay in them (no-op for an imported VPC)."""
+        if not isinstance(self.vpc, ec2.Vpc):
+            return
+        self.vpc.node.default_child.apply_removal_policy(RemovalPolicy.RETAIN)  # type: ignore[union-attr]
+        for subnet in self.vpc.select_subnets(subnet_type=self.database_subnets.subnet_type).subnets:
+            subnet.node.default_child.apply_removal_policy(RemovalPolicy.RETAIN)  # type: ignore[union-attr]

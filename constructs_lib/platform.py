@@ -309,8 +309,15 @@ class TranscodexPlatform(Construct):
             self.migrations.security_group,
         ):
             self.database.allow_from(client)
-        # The schema exists before anything that uses it goes live.
-        self.migrations.resource.node.add_dependency(self.database.instance)
+        # The schema exists before anything that uses it goes live, and the first rotation starts
+        # only once the migrations have connected with the generated password.
+        # (On the instance resource, not its construct: that subtree holds the rotation schedule.)
+        self.migrations.resource.node.add_dependency(self.database.instance.node.default_child)
+        self.database.rotation_schedule.node.add_dependency(self.migrations.resource)
+        if data_removal == RemovalPolicy.RETAIN and props.vpc is None:
+            # A retained instance keeps its network interfaces in the database subnets: the VPC
+            # and those subnets cannot be deleted under it (README, "Removing the platform").
+            self.network.retain_database_subnets()
         for function in (self.api.function, self.dispatcher.queue_function, self.dispatcher.sweep_function):
             function.node.add_dependency(self.migrations.resource)
 

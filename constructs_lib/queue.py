@@ -37,7 +37,8 @@ class JobQueueProps:
     #: Encrypt with this KMS key.
     #: Default: - SQS-managed server-side encryption.
     encryption_key: kms.IKey | None = None
-    #: Dead-letter queue depth at which the alarm fires.
+    #: Dead-lettered messages received (by the dead-letter handler) per 5 minutes at which the
+    #: alarm fires.
     #: Default: - 1 (any dead letter means a job failed for an infrastructure reason).
     dead_letter_alarm_threshold: int = 1
     #: Removal policy of both queues.
@@ -72,7 +73,11 @@ class JobQueueProps:
 
 
 class JobQueue(Construct):
-    """An encrypted, TLS-only SQS queue with a dead-letter queue and a DLQ-depth alarm.
+    """An encrypted, TLS-only SQS queue with a dead-letter queue and an alarm on dead letters.
+
+    The alarm counts messages *received* from the dead-letter queue: the dead-letter handler
+    consumes them at once, so the DLQ's depth stays near 0, and SQS does not count messages
+    moved there by the redrive policy in ``NumberOfMessagesSent``.
 
     Attributes: ``queue``, ``dead_letter_queue`` and ``dead_letter_alarm``.
     """
@@ -109,8 +114,8 @@ class JobQueue(Construct):
             self,
             "DeadLetterAlarm",
             alarm_description="TranscodeX jobs reached the dead-letter queue: they could not be dispatched.",
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic="Maximum"
+            metric=self.dead_letter_queue.metric_number_of_messages_received(
+                period=Duration.minutes(5), statistic="Sum"
             ),
             threshold=props.dead_letter_alarm_threshold,
             evaluation_periods=1,

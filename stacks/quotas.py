@@ -41,6 +41,21 @@ FARGATE_MEMORY_BY_CPU: dict[int, tuple[int, ...]] = {
     16384: tuple(range(32768, 122881, 8192)),
 }
 
+#: RDS for PostgreSQL: max_connections = LEAST(DBInstanceClassMemory / 9531392, 5000). For
+#: db.t4g.small (2 GiB; DBInstanceClassMemory is what is left after the OS and RDS processes,
+#: about 1.8 GiB) that is ~200; 2 GiB / 9531392 = 225 is the ceiling. 3 are reserved for
+#: superusers (rdsadmin); we keep 10 more for the rotation function and an operator's psql.
+DB_MEMORY_GIB = {"micro": 1, "small": 2, "medium": 4, "large": 8, "xlarge": 16, "2xlarge": 32, "4xlarge": 64}
+#: Share of the instance memory RDS reports as DBInstanceClassMemory (an estimate: ~10% goes
+#: to the OS and RDS's own processes).
+DB_INSTANCE_CLASS_MEMORY_SHARE = 0.9
+DB_RESERVED_CONNECTIONS = 13
+#: Pool sizes (max_size) per process, as the runtime opens them (runtime/dispatcher/handler.py,
+#: runtime/worker/__main__.py); the API's comes from its environment.
+DISPATCHER_POOL_SIZE = 2
+SWEEPER_POOL_SIZE = 1
+WORKER_POOL_SIZE = 2
+
 #: Worst-case lengths of what tokens become once deployed.
 _REGION = "ap-southeast-7"  # among the longest commercial region names
 _ACCOUNT = "123456789012"
@@ -57,6 +72,7 @@ LARGEST_CONFIG: dict[str, Any] = {
     "cors_allowed_origins": [f"https://app{i}.an-example-customer-domain.example.com" for i in range(20)],
     "output_cors_allowed_origins": [f"https://player{i}.an-example-customer-domain.example.com" for i in range(20)],
     "database_multi_az": True,
+    "database_instance_type": "m7g.2xlarge",
     "dispatcher_timeout_seconds": 900,
     "dispatcher_max_concurrency": 1000,
     "worker_cpu": 16384,
@@ -141,10 +157,15 @@ def resolve(value: Any, resources: Mapping[str, Any]) -> Any:
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         if key == "Ref":
-            pseudo = {"AWS::Region": _REGION, "AWS::AccountId": _ACCOUNT, "AWS::Partition": _PARTITION,
-                      "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": "N" * 32}
+            pseudo = {
+                "AWS::Region": _REGION,
+                "AWS::AccountId": _ACCOUNT,
+                "AWS::Partition": _PARTITION,
+                "AWS::URLSuffix": "amazonaws.com",
+                "AWS::StackName": "N" * 32,
+            }
             if arg in pseudo:
                 return pseudo[arg]
             return _fake_id(arg, resources.get(arg, {}).get("Type", ""))
@@ -274,6 +295,56 @@ def fargate_sizes(template: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
     return result
 
 
+def lambda_database_connections(template: Mapping[str, Any]) -> dict[str, int]:
+    """Worst-case connections each function can hold at once: its concurrency bound (SQS
+    event source maximum concurrency, else reserved concurrency) x its pool size. A function
+    with no bound counts as 1000 (the default account concurrency), i.e. fails the budget."""
+    from runtime.api.chalicelib.deps import POOL_SIZE_ENV
+
+    bounds: dict[str, int] = {}
+    for mapping in _of_type(template, "AWS::Lambda::EventSourceMapping").values():
+        key = _function_key(mapping["Properties"]["FunctionName"])
+        limit = mapping["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency")
+        if key is not None and limit is not None:
+            bounds[key] = int(limit)
+    result = {}
+    for key, function in _of_type(template, "AWS::Lambda::Function").items():
+        props = function["Properties"]
+        variables = props.get("Environment", {}).get("Variables", {})
+        if "TRANSCODEX_DATABASE_SECRET_ARN" not in variables:
+            continue
+        handler = str(props.get("Handler", ""))
+        if POOL_SIZE_ENV in variables:
+            pool = int(variables[POOL_SIZE_ENV])
+        elif handler.endswith(("handle_sweep", "migrate.handler")):
+            pool = SWEEPER_POOL_SIZE
+        else:
+            pool = DISPATCHER_POOL_SIZE
+        if handler.endswith(("handle_sweep", "migrate.handler")):
+            concurrency = 1  # one scheduled run at a time (timeout < interval); one deploy at a time
+        else:
+            concurrency = bounds.get(key) or int(props.get("ReservedConcurrentExecutions") or 1000)
+        result[key] = concurrency * pool
+    return result
+
+
+def max_connections(instance_class: str) -> int:
+    """RDS for PostgreSQL's default: LEAST(DBInstanceClassMemory / 9531392, 5000)."""
+    size = instance_class.removeprefix("db.").split(".")[-1]
+    memory = DB_MEMORY_GIB[size] * 1024**3 * DB_INSTANCE_CLASS_MEMORY_SHARE
+    return min(int(memory // 9531392), 5000)
+
+
+def connection_budget(template: Mapping[str, Any]) -> tuple[str, int, int, int]:
+    """(instance class, Lambda worst case, connections available to the platform, worker tasks
+    that still fit at WORKER_POOL_SIZE each)."""
+    ((_, instance),) = _of_type(template, "AWS::RDS::DBInstance").items()
+    instance_class = str(instance["Properties"]["DBInstanceClass"])
+    lambda_side = sum(lambda_database_connections(template).values())
+    available = max_connections(instance_class) - DB_RESERVED_CONNECTIONS
+    return instance_class, lambda_side, available, max(0, (available - lambda_side) // WORKER_POOL_SIZE)
+
+
 def figures(template: Mapping[str, Any], template_bytes: int, outdir: Path | None = None) -> list[Figure]:
     """Every quota figure of one template (package sizes only when ``outdir`` holds bundled assets)."""
     result = [
@@ -291,6 +362,15 @@ def figures(template: Mapping[str, Any], template_bytes: int, outdir: Path | Non
             result.append(Figure(f"unzipped package of {key}", size, LAMBDA_UNZIPPED_PACKAGE_BYTES, "bytes"))
     for key, (visibility, needed) in sorted(visibility_margins(template).items()):
         result.append(Figure(f"visibility timeout for {key}", visibility, needed, "s (6x timeout)", ">="))
+    if _of_type(template, "AWS::RDS::DBInstance"):
+        instance_class, lambda_side, available, workers = connection_budget(template)
+        result.append(
+            Figure(
+                f"database connections of the functions on {instance_class} (room for {workers} worker tasks)",
+                lambda_side,
+                available,
+            )
+        )
     for key, (cpu, memory) in sorted(fargate_sizes(template).items()):
         allowed = FARGATE_MEMORY_BY_CPU.get(cpu, ())
         result.append(Figure(f"Fargate cpu {cpu} / memory {memory} valid ({key})", int(memory in allowed), 1, "", ">="))
@@ -329,6 +409,11 @@ def main() -> int:
         print(text)
         ok = ok and passed
     print("package sizes: skipped (bundling skipped; see stacks.quotas.function_package_sizes)")
+    print(
+        f"database connections: max_connections = LEAST(DBInstanceClassMemory/9531392, 5000), "
+        f"{DB_RESERVED_CONNECTIONS} kept back (superusers, rotation, an operator); db.t4g.small: "
+        f"{max_connections('db.t4g.small')}"
+    )
     return 0 if ok else 1
 
 

@@ -23,14 +23,14 @@ from runtime.dispatcher.core import DEFAULT_CLAIM_TIMEOUT_SECONDS, StoppedTask, 
 from runtime.dispatcher.launchers import EcsConfig, EcsLauncher, Launcher
 from runtime.dispatcher.sweeper import SweepConfig, s3_object_size, sqs_sender, sweep
 from runtime.shared import aws
-from runtime.shared.db import Database, database_url
+from runtime.shared.db import Database, open_database
 from runtime.shared.log import bind, configure
 from runtime.shared.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 #: Seconds after which a claim with no task recorded is taken over (see core.reclaim_stale_claim);
-#: the deployment sets it to the function timeout plus a margin.
+#: constructs_lib.dispatcher sets it above the function timeout and below the queue's visibility.
 CLAIM_TIMEOUT_ENV = "TRANSCODEX_DISPATCH_CLAIM_TIMEOUT_SECONDS"
 #: Time kept in hand per invocation: one RunTask with botocore's throttling retries fits in it.
 RESERVE_MS = 15_000
@@ -56,7 +56,7 @@ def runtime(sections: tuple[str, ...] = ("database", "ecs")) -> Runtime:
             configure(settings.log_level)
             _runtimes[sections] = Runtime(
                 settings=settings,
-                db=Database(database_url(settings), max_size=2),
+                db=open_database(settings, max_size=2),
                 launcher=EcsLauncher(EcsConfig.from_settings(settings), aws.client("ecs", settings)),
                 claim_timeout_seconds=float(os.environ.get(CLAIM_TIMEOUT_ENV) or DEFAULT_CLAIM_TIMEOUT_SECONDS),
             )
@@ -86,7 +86,7 @@ def sweep_runtime() -> SweepRuntime:
             _sweep_runtimes.append(
                 SweepRuntime(
                     settings=settings,
-                    db=Database(database_url(settings), max_size=1),
+                    db=open_database(settings, max_size=1),
                     config=SweepConfig.from_env(settings),
                     sqs=aws.client("sqs", settings),
                     s3=aws.client("s3", settings),

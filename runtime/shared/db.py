@@ -8,7 +8,7 @@ and then writes based on it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -44,16 +44,54 @@ def database_url(settings: Settings) -> str:
     user = quote(str(secret["username"]), safe="")
     password = quote(str(secret["password"]), safe="")
     dbname = secret.get("dbname", "transcodex")
-    return f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}/{dbname}?sslmode=prefer"
+    tls = f"sslmode={settings.database_sslmode}"
+    if settings.database_sslmode.startswith("verify-"):
+        tls += f"&sslrootcert={quote(settings.database_sslrootcert, safe='/')}"
+    return f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}/{dbname}?{tls}"
+
+
+#: SQLSTATEs of a refused login: invalid_password, invalid_authorization_specification.
+AUTH_FAILURE_SQLSTATES = ("28P01", "28000")
+
+
+def is_auth_failure(error: BaseException) -> bool:
+    """Whether ``error`` is the server refusing the credentials (e.g. after a rotation)."""
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    if getattr(error, "sqlstate", None) in AUTH_FAILURE_SQLSTATES:
+        return True
+    # libpq reports a failed login at connect time as text only (no SQLSTATE attached).
+    return "password authentication failed" in str(error) or "authentication failed" in str(error)
 
 
 class Database:
-    """A lazily opened connection pool; connections are autocommit, rows are dicts."""
+    """A lazily opened connection pool; connections are autocommit, rows are dicts.
 
-    def __init__(self, conninfo: str, max_size: int = 4) -> None:
+    ``refresh`` returns a fresh connection string (re-reading the rotated secret): a new
+    connection refused for its credentials is retried once with it, and every later
+    connection of the pool uses it. Open connections survive a rotation (PostgreSQL checks
+    the password at login only), so only new connections need the new password.
+    """
+
+    def __init__(self, conninfo: str, max_size: int = 4, refresh: Callable[[], str] | None = None) -> None:
         self.conninfo = conninfo
+        self._refresh = refresh
+        database = self
+
+        class _Connection(psycopg.Connection):  # type: ignore[type-arg]
+            @classmethod
+            def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:  # type: ignore[override]
+                try:
+                    return super().connect(database.conninfo, **kwargs)
+                except psycopg.OperationalError as error:
+                    if database._refresh is None or not is_auth_failure(error):
+                        raise
+                    database.conninfo = database._refresh()
+                    return super().connect(database.conninfo, **kwargs)
+
         self._pool = ConnectionPool(
             conninfo,
+            connection_class=_Connection,
             min_size=0,
             max_size=max_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
@@ -74,6 +112,13 @@ class Database:
         if self._opened:
             self._pool.close()
             self._opened = False
+
+
+def open_database(settings: Settings, max_size: int = 4) -> Database:
+    """A pool on the configured database; with a Secrets Manager secret, one that re-reads it
+    when a login is refused (the password was rotated)."""
+    refresh = (lambda: database_url(settings)) if settings.database_secret_arn and not settings.database_url else None
+    return Database(database_url(settings), max_size=max_size, refresh=refresh)
 
 
 # --- jobs ------------------------------------------------------------------------------

@@ -11,14 +11,25 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 PREFIX = "TRANSCODEX_"
 
 SECTIONS = ("database", "storage", "queue", "auth", "ecs", "limits")
 
-#: Lifetime of the API's presigned upload URLs; the sweeper waits at least this long before
-#: it settles a PENDING upload, so both read it from here.
-UPLOAD_URL_TTL_SECONDS = 3600
+#: Longest lifetime of any presigned URL (uploads, downloads, playback segments). A URL signed
+#: with a role's temporary credentials (the API function's) stops working when that session
+#: expires, whatever its X-Amz-Expires says; Lambda renews its credentials well ahead of
+#: expiry but guarantees no longer remaining life, so the runtime signs for at most an hour and
+#: clients re-request (the playback token outlives it: reloading the playlist re-signs).
+PRESIGNED_URL_MAX_TTL_SECONDS = 3600
+
+
+#: The RDS CA bundle in the artifacts (AWS publishes it at
+#: https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem; see README, "TLS to the database").
+RDS_CA_BUNDLE = Path(__file__).resolve().parent / "certs" / "rds-global-bundle.pem"
+#: libpq sslmodes accepted for connections built from the RDS secret.
+DATABASE_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 class ConfigError(ValueError):
@@ -27,6 +38,24 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid configuration: " + "; ".join(problems))
+
+
+def presigned_ttl(name: str, seconds: int) -> int:
+    """``seconds`` if it is a lifetime a presigned URL can be given, else a ConfigError naming it
+    (never a silent clamp: a longer promise would be broken by the credentials)."""
+    if not 1 <= seconds <= PRESIGNED_URL_MAX_TTL_SECONDS:
+        raise ConfigError(
+            [
+                f"{name} must be between 1 and {PRESIGNED_URL_MAX_TTL_SECONDS} seconds "
+                f"(PRESIGNED_URL_MAX_TTL_SECONDS), got {seconds}"
+            ]
+        )
+    return seconds
+
+
+#: Lifetime of the API's presigned upload URLs; the sweeper waits at least this long before
+#: it settles a PENDING upload, so both read it from here.
+UPLOAD_URL_TTL_SECONDS = presigned_ttl("UPLOAD_URL_TTL_SECONDS", 3600)
 
 
 @dataclass(frozen=True)
@@ -54,6 +83,10 @@ class Settings:
     aws_endpoint_url: str | None = None
     database_url: str | None = None
     database_secret_arn: str | None = None
+    #: TLS of connections built from the secret (on AWS): verify the server against the RDS CA.
+    #: A DATABASE_URL (local platform, tests) carries its own parameters.
+    database_sslmode: str = "verify-full"
+    database_sslrootcert: str = str(RDS_CA_BUNDLE)
     input_bucket: str = ""
     output_bucket: str = ""
     queue_url: str = ""
@@ -131,6 +164,21 @@ def load_settings(env: Mapping[str, str] | None = None, sections: Iterable[str] 
     database_secret_arn = get("DATABASE_SECRET_ARN") or None
     if "database" in wanted and not (database_url or database_secret_arn):
         problems.append(f"one of {PREFIX}DATABASE_URL or {PREFIX}DATABASE_SECRET_ARN is required")
+    sslmode = get("DATABASE_SSLMODE") or Settings.database_sslmode
+    sslrootcert = get("DATABASE_SSLROOTCERT") or Settings.database_sslrootcert
+    if sslmode not in DATABASE_SSLMODES:
+        problems.append(f"{PREFIX}DATABASE_SSLMODE must be one of {DATABASE_SSLMODES}, got {sslmode!r}")
+    elif (
+        "database" in wanted
+        and database_secret_arn
+        and not database_url
+        and sslmode.startswith("verify-")
+        and not Path(sslrootcert).is_file()
+    ):
+        problems.append(
+            f"{PREFIX}DATABASE_SSLROOTCERT {sslrootcert} is missing: put the RDS CA bundle there "
+            "(https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem) before building the artifacts"
+        )
     if database_url and not database_url.startswith(("postgresql://", "postgres://")):
         problems.append(f"{PREFIX}DATABASE_URL must start with postgresql://, got {database_url[:16]!r}...")
     jwt_secret = get("JWT_SECRET") or None
@@ -144,6 +192,8 @@ def load_settings(env: Mapping[str, str] | None = None, sections: Iterable[str] 
         aws_endpoint_url=get("AWS_ENDPOINT_URL") or None,
         database_url=database_url,
         database_secret_arn=database_secret_arn,
+        database_sslmode=sslmode,
+        database_sslrootcert=sslrootcert,
         input_bucket=need("storage", "INPUT_BUCKET"),
         output_bucket=need("storage", "OUTPUT_BUCKET"),
         queue_url=need("queue", "QUEUE_URL"),

@@ -14,7 +14,7 @@ import sys
 import uuid
 from types import FrameType
 
-from runtime.shared.db import Database, database_url
+from runtime.shared.db import open_database
 from runtime.shared.log import configure
 from runtime.shared.settings import ConfigError, load_settings
 from runtime.shared.status import JobStatus
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         settings = load_settings(sections=["database", "storage", "limits"])
-        database = Database(database_url(settings), max_size=2)
+        database = open_database(settings, max_size=2)
     except (ConfigError, ValueError) as err:
         log.error("invalid configuration", extra={"error": str(err), "job_id": job_id})
         return EXIT_CONFIG

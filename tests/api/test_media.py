@@ -225,6 +225,67 @@ def test_given_a_multipart_upload_when_parts_are_put_and_completed_then_it_can_b
     assert _process(alice, body["upload_id"]).status_code == 201
 
 
+def test_given_s3_completed_the_upload_but_the_api_timed_out_when_completion_is_retried_then_it_is_uploaded(
+    alice: Caller, settings: Any, db: Any, jpeg: bytes
+) -> None:
+    """API Gateway answers 504 after 29 s while S3 finishes CompleteMultipartUpload; the client's
+    retry then gets NoSuchUpload from S3, which must count as done when the object is there."""
+    body = alice.call(
+        "POST",
+        "/media/upload",
+        {
+            "file_name": "big.jpg",
+            "file_type": "IMAGE",
+            "mime_type": "image/jpeg",
+            "size_bytes": len(jpeg),
+            "multipart": True,
+        },
+    ).json_body
+    [part] = body["multipart"]["parts"]
+    etag = requests.put(part["url"], data=jpeg, timeout=30).headers["ETag"]
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT object_key, multipart_upload_id FROM uploads WHERE id = %s", (body["upload_id"],)
+        ).fetchone()
+    # The first request's S3 call, whose answer never reached the client:
+    aws_client("s3", settings).complete_multipart_upload(
+        Bucket=settings.input_bucket,
+        Key=row["object_key"],
+        UploadId=row["multipart_upload_id"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )
+
+    retried = alice.call(
+        "POST", f"/media/upload/{body['upload_id']}/complete", {"parts": [{"part_number": 1, "etag": etag}]}
+    )
+
+    assert retried.status_code == 200, retried.json_body
+    assert (retried.json_body["status"], retried.json_body["size_bytes"]) == ("UPLOADED", len(jpeg))
+
+
+@pytest.mark.parametrize(("head_size", "done"), [(None, False), (99, False), (100, True)])
+def test_given_no_such_upload_when_the_object_is_checked_then_only_one_of_the_declared_size_counts_as_done(
+    head_size: int | None, done: bool
+) -> None:
+    """moto answers a completion of an unknown upload with 500, so S3's HEAD answers are stubbed."""
+    from types import SimpleNamespace
+
+    import boto3
+    from botocore.stub import Stubber
+
+    from runtime.api.chalicelib.media import _completed_before
+
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    stubber = Stubber(s3)
+    if head_size is None:
+        stubber.add_client_error("head_object", service_error_code="404", http_status_code=404)
+    else:
+        stubber.add_response("head_object", {"ContentLength": head_size})
+    deps = SimpleNamespace(s3=s3, settings=SimpleNamespace(input_bucket="in"))
+    with stubber:
+        assert _completed_before(deps, {"object_key": "input/u/x/a.jpg", "declared_bytes": 100}) is done  # type: ignore[arg-type]
+
+
 def test_given_a_size_over_the_threshold_when_uploading_then_multipart_is_chosen_with_bounded_parts(
     alice: Caller, settings: Any
 ) -> None:

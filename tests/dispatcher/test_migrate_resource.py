@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from runtime.dispatcher import migrate
-from runtime.shared.migrate import discover
+from runtime.shared.migrate import content_hash, discover
 
 
 def test_given_a_fresh_database_when_created_updated_and_deleted_then_migrations_apply_once_and_data_stays(
@@ -44,3 +44,42 @@ def test_given_no_database_configured_when_created_then_the_deploy_fails_with_th
 
     with pytest.raises(ValueError, match="TRANSCODEX_DATABASE_URL"):
         migrate.handler({"RequestType": "Create"}, None)
+
+
+def test_given_a_rollback_carrying_an_old_hash_when_updated_then_nothing_is_applied_and_it_succeeds(
+    postgres_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres_server.create_database(f"cr_{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("TRANSCODEX_DATABASE_URL", url)
+    old = {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:p", "MigrationsHash": "0" * 64}
+
+    rolled_back = migrate.handler(
+        {
+            "RequestType": "Update",
+            "RequestId": "r1",
+            "PhysicalResourceId": "transcodex-migrations",
+            "ResourceProperties": old,
+            "OldResourceProperties": {**old, "MigrationsHash": content_hash()},
+        },
+        None,
+    )
+
+    assert rolled_back == {"PhysicalResourceId": "transcodex-migrations", "Data": {"Applied": ""}}
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,)
+
+
+def test_given_the_shipped_hash_when_created_then_the_migrations_apply(
+    postgres_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from constructs_lib.migrations import migrations_hash
+
+    url = postgres_server.create_database(f"cr_{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("TRANSCODEX_DATABASE_URL", url)
+
+    created = migrate.handler(
+        {"RequestType": "Create", "RequestId": "r1", "ResourceProperties": {"MigrationsHash": migrations_hash()}},
+        None,
+    )
+
+    assert created["Data"]["Applied"] == ",".join(m.version for m in discover())

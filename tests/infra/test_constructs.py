@@ -70,9 +70,8 @@ def test_given_storage_grants_when_synth_then_object_actions_are_prefix_scoped()
     assert "/input/*" in resources and "/output/*" in resources
 
 
-def test_given_imported_vpc_when_synth_then_no_vpc_is_created_and_s3_endpoint_is_added() -> None:
-    stack = Stack(App(), "S")
-    vpc = ec2.Vpc.from_vpc_attributes(
+def _imported_vpc(stack: Stack) -> ec2.IVpc:
+    return ec2.Vpc.from_vpc_attributes(
         stack,
         "Existing",
         vpc_id="vpc-12345678",
@@ -82,10 +81,23 @@ def test_given_imported_vpc_when_synth_then_no_vpc_is_created_and_s3_endpoint_is
         isolated_subnet_ids=["subnet-3", "subnet-4"],
         isolated_subnet_route_table_ids=["rtb-3", "rtb-4"],
     )
+
+
+def test_given_imported_vpc_when_synth_then_no_vpc_and_no_s3_endpoint_are_created() -> None:
+    """An imported VPC often has its S3 gateway endpoint already; a second one fails the deploy."""
+    stack = Stack(App(), "S")
+    vpc = _imported_vpc(stack)
     network = Network(stack, "Network", NetworkProps(vpc=vpc))
     template = Template.from_stack(stack)
-    assert network.vpc is vpc and network.flow_log is None
+    assert network.vpc is vpc and network.flow_log is None and network.s3_endpoint is None
     template.resource_count_is("AWS::EC2::VPC", 0)
+    template.resource_count_is("AWS::EC2::VPCEndpoint", 0)
+
+
+def test_given_imported_vpc_and_s3_endpoint_requested_when_synth_then_the_endpoint_is_added() -> None:
+    stack = Stack(App(), "S")
+    Network(stack, "Network", NetworkProps(vpc=_imported_vpc(stack), s3_gateway_endpoint=True))
+    template = Template.from_stack(stack)
     template.has_resource_properties("AWS::EC2::VPCEndpoint", {"VpcId": "vpc-12345678", "VpcEndpointType": "Gateway"})
 
 
@@ -106,6 +118,13 @@ def test_given_receive_count_and_timeout_when_synth_then_redrive_and_visibility_
         "AWS::SQS::Queue",
         {"VisibilityTimeout": 180, "RedrivePolicy": Match.object_like({"maxReceiveCount": 3})},
     )
+    # The dead-letter handler consumes at once: the DLQ's depth never moves, its receives do.
     template.has_resource_properties(
-        "AWS::CloudWatch::Alarm", {"Threshold": 1, "MetricName": "ApproximateNumberOfMessagesVisible"}
+        "AWS::CloudWatch::Alarm",
+        {
+            "Threshold": 1,
+            "MetricName": "NumberOfMessagesReceived",
+            "Statistic": "Sum",
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        },
     )

@@ -302,3 +302,37 @@ def test_given_default_props_when_synth_then_gateway_errors_use_the_api_error_sh
         assert template.startswith('{"error": {"code": ') and '"details": {}' in template
     for props in responses.values():
         assert props["ResponseParameters"]["gatewayresponse.header.Cache-Control"] == "'no-store'"
+
+
+def test_given_default_props_when_synth_then_the_retained_database_keeps_what_it_needs(synth: Synth) -> None:
+    """cdk destroy leaves a deletion-protected instance: its secret, subnet group, security group,
+    and the VPC and subnets its network interfaces stay in must stay too (or DELETE_FAILED)."""
+    resources = synth.template["Resources"]
+    instance_id, instance = synth.one("AWS::RDS::DBInstance")
+    subnet_group_id, subnet_group = synth.one("AWS::RDS::DBSubnetGroup")
+    (secret_id,) = (k for k in synth.resources("AWS::SecretsManager::Secret") if "DatabaseInstanceSecret" in k)
+    (sg_ref,) = instance["Properties"]["VPCSecurityGroups"]
+    vpc_id, _ = synth.one("AWS::EC2::VPC")
+    kept = [instance_id, subnet_group_id, secret_id, sg_ref["Fn::GetAtt"][0], vpc_id]
+    kept += [ref["Ref"] for ref in subnet_group["Properties"]["SubnetIds"]]
+    for logical_id in kept:
+        assert resources[logical_id].get("DeletionPolicy") == "Retain", logical_id
+        assert resources[logical_id].get("UpdateReplacePolicy") == "Retain", logical_id
+
+
+def test_given_default_props_when_synth_then_rotation_starts_after_the_migrations(synth: Synth) -> None:
+    rotation_id, rotation = synth.one("AWS::SecretsManager::RotationSchedule")
+    migrations_id, _ = synth.one("Custom::TranscodexMigrations")
+    assert migrations_id in rotation.get("DependsOn", []), rotation_id
+
+
+def test_given_default_props_when_synth_then_the_claim_timeout_is_between_timeout_and_visibility(
+    synth: Synth,
+) -> None:
+    from runtime.dispatcher.handler import CLAIM_TIMEOUT_ENV
+
+    (queue,) = (v for k, v in synth.resources("AWS::SQS::Queue").items() if "DeadLetter" not in k)
+    visibility = queue["Properties"]["VisibilityTimeout"]
+    function = synth.template["Resources"][_function_id(synth, "QueueFunction")]["Properties"]
+    claim = int(function["Environment"]["Variables"][CLAIM_TIMEOUT_ENV])
+    assert function["Timeout"] < claim < visibility

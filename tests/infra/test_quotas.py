@@ -111,3 +111,35 @@ def test_given_a_package_directory_when_measured_then_its_unzipped_bytes_are_cou
     (tmp_path / "b.so").write_bytes(b"y" * 24)
     assert quotas.directory_bytes(tmp_path) == 1024
     assert quotas.directory_bytes(tmp_path) < quotas.LAMBDA_UNZIPPED_PACKAGE_BYTES
+
+
+def test_given_default_props_when_synth_then_the_api_holds_one_connection_per_reserved_container(
+    synth: Synth,
+) -> None:
+    from runtime.api.chalicelib.deps import POOL_SIZE_ENV
+
+    (api,) = (v["Properties"] for k, v in synth.resources("AWS::Lambda::Function").items() if "ApiFunction" in k)
+    assert api["Environment"]["Variables"][POOL_SIZE_ENV] == "1"
+    assert api["ReservedConcurrentExecutions"] == 100
+    instance_class, lambda_side, available, workers = quotas.connection_budget(synth.template)
+    assert (instance_class, quotas.max_connections(instance_class)) == ("db.t4g.small", 202)
+    assert lambda_side <= available and workers >= 20, (lambda_side, available, workers)
+
+
+def test_given_a_database_function_without_a_concurrency_bound_when_budgeted_then_it_counts_as_the_account_limit() -> (
+    None
+):
+    template = {
+        "Resources": {
+            "Fn": {
+                "Type": "AWS::Lambda::Function",
+                "Properties": {
+                    "Handler": "runtime.dispatcher.handler.handle_task_state_change",
+                    "Environment": {"Variables": {"TRANSCODEX_DATABASE_SECRET_ARN": "arn"}},
+                },
+            },
+            "Db": {"Type": "AWS::RDS::DBInstance", "Properties": {"DBInstanceClass": "db.t4g.small"}},
+        }
+    }
+    (figure,) = (f for f in quotas.figures(template, 0) if f.name.startswith("database connections"))
+    assert figure.value == 1000 * quotas.DISPATCHER_POOL_SIZE and not figure.ok

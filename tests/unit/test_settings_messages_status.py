@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runtime.shared.messages import JobMessage, MessageError, parse_message
@@ -45,6 +47,7 @@ def test_given_full_env_when_loading_then_typed_values() -> None:
         {
             "AWS_REGION": "eu-west-1",
             "TRANSCODEX_DATABASE_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:db",
+            "TRANSCODEX_DATABASE_SSLROOTCERT": __file__,  # any existing file stands for the RDS CA bundle
             "TRANSCODEX_ECS_CLUSTER": "c",
             "TRANSCODEX_ECS_TASK_DEFINITION": "td",
             "TRANSCODEX_ECS_SUBNETS": "subnet-a, subnet-b",
@@ -94,3 +97,53 @@ def test_given_terminal_status_then_nothing_leaves_it() -> None:
     assert can_transition(JobStatus.QUEUED, JobStatus.DISPATCHED)
     assert not can_transition(JobStatus.SUCCEEDED, JobStatus.RUNNING)
     assert sources(JobStatus.SUCCEEDED) == ["RUNNING"]
+
+
+def test_given_a_lifetime_over_the_presigned_cap_when_validated_then_it_is_an_error_naming_it() -> None:
+    from runtime.shared.settings import PRESIGNED_URL_MAX_TTL_SECONDS, ConfigError, presigned_ttl
+
+    assert presigned_ttl("X_TTL", PRESIGNED_URL_MAX_TTL_SECONDS) == PRESIGNED_URL_MAX_TTL_SECONDS
+    with pytest.raises(ConfigError, match="X_TTL must be between 1 and 3600"):
+        presigned_ttl("X_TTL", PRESIGNED_URL_MAX_TTL_SECONDS + 1)
+
+
+def test_given_the_api_when_it_signs_urls_then_every_lifetime_is_within_the_presigned_cap() -> None:
+    from runtime.api.chalicelib import media, playback
+    from runtime.shared.settings import PRESIGNED_URL_MAX_TTL_SECONDS, UPLOAD_URL_TTL_SECONDS
+
+    for ttl in (UPLOAD_URL_TTL_SECONDS, media.DOWNLOAD_URL_TTL_SECONDS, playback.SEGMENT_URL_TTL_SECONDS):
+        assert ttl <= PRESIGNED_URL_MAX_TTL_SECONDS
+
+
+def test_given_the_rds_secret_and_no_ca_bundle_when_loading_then_the_missing_bundle_is_named(
+    tmp_path: Path,
+) -> None:
+    from runtime.shared.settings import ConfigError, load_settings
+
+    env = {
+        "TRANSCODEX_DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db",
+        "TRANSCODEX_DATABASE_SSLROOTCERT": str(tmp_path / "absent.pem"),
+    }
+    with pytest.raises(ConfigError, match=r"absent\.pem is missing"):
+        load_settings(env, ["database"])
+
+
+def test_given_the_rds_secret_when_the_url_is_built_then_it_verifies_the_server_with_the_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.shared import aws
+    from runtime.shared.db import database_url
+    from runtime.shared.settings import load_settings
+
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {
+        "TRANSCODEX_DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db",
+        "TRANSCODEX_DATABASE_SSLROOTCERT": str(bundle),
+    }
+    secret = {"username": "u", "password": "p@ss", "host": "db.example", "port": 5432, "dbname": "t"}
+    monkeypatch.setattr(aws, "secret_json", lambda arn, settings: secret)
+
+    url = database_url(load_settings(env, ["database"]))
+
+    assert url == f"postgresql://u:p%40ss@db.example:5432/t?sslmode=verify-full&sslrootcert={bundle}"

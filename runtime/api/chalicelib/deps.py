@@ -17,9 +17,9 @@ from typing import Any
 from argon2 import PasswordHasher
 
 from runtime.shared import aws
-from runtime.shared.db import Database, database_url
+from runtime.shared.db import Database, open_database
 from runtime.shared.log import configure
-from runtime.shared.settings import Settings, load_settings
+from runtime.shared.settings import ConfigError, Settings, load_settings, read_int
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,21 @@ def password_hasher(env: Mapping[str, str] | None = None) -> PasswordHasher:
         if raw:
             params[key] = max(1, int(raw))
     return PasswordHasher(**params)
+
+
+#: Database connections per API process. On Lambda one container serves one request at a
+#: time, so the construct sets 1 (the connection budget counts it per concurrent container);
+#: the local platform's threaded server keeps the default.
+POOL_SIZE_ENV = "TRANSCODEX_API_DATABASE_POOL_SIZE"
+DEFAULT_POOL_SIZE = 4
+
+
+def pool_size(env: Mapping[str, str]) -> int:
+    problems: list[str] = []
+    size = read_int(env, POOL_SIZE_ENV, DEFAULT_POOL_SIZE, problems)
+    if problems:
+        raise ConfigError(problems)
+    return size
 
 
 @dataclass
@@ -75,7 +90,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Deps:
         raise ValueError("the JWT signing secret must be at least 32 characters")
     return Deps(
         settings=settings,
-        db=Database(database_url(settings)),
+        db=open_database(settings, max_size=pool_size(env)),
         jwt_secret=secret,
         hasher=password_hasher(env),
         public_base_url=(env.get("TRANSCODEX_API_BASE_URL") or "").rstrip("/") or None,

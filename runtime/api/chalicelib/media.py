@@ -23,13 +23,13 @@ from runtime.shared import db as jobs_db
 from runtime.shared.contract import ContractError, JobSpec, Problem, parse_job
 from runtime.shared.log import bind
 from runtime.shared.messages import JobMessage
-from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS
+from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, presigned_ttl
 from runtime.shared.status import ErrorCode, JobStatus
 
 log = logging.getLogger(__name__)
 
 #: How long a presigned upload or download URL stays valid.
-DOWNLOAD_URL_TTL_SECONDS = 3600
+DOWNLOAD_URL_TTL_SECONDS = presigned_ttl("DOWNLOAD_URL_TTL_SECONDS", 3600)
 #: Declared sizes above this use S3 multipart upload (and above S3's single-PUT limit, always).
 MULTIPART_THRESHOLD_BYTES = 100 * 1024**2
 S3_SINGLE_PUT_LIMIT = 5 * 1024**3
@@ -273,6 +273,13 @@ def _mark_uploaded(deps: Deps, upload_id: str, size: int) -> dict[str, Any]:
     return row
 
 
+def _completed_before(deps: Deps, upload: dict[str, Any]) -> bool:
+    """Whether an earlier CompleteMultipartUpload of this upload succeeded: the object exists
+    with the declared size (every part URL was signed with its exact Content-Length)."""
+    size = _head(deps, upload["object_key"])
+    return size is not None and size == upload["declared_bytes"]
+
+
 def complete_upload(deps: Deps, principal: Principal, upload_id: str, body: dict[str, Any]) -> dict[str, Any]:
     upload = _owned_upload(deps, principal, upload_id)
     if upload["status"] in ("ABORTED", "EXPIRED"):
@@ -292,9 +299,12 @@ def complete_upload(deps: Deps, principal: Principal, upload_id: str, body: dict
             )
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
-            if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "NoSuchUpload", "MalformedXML"):
+            if code == "NoSuchUpload" and _completed_before(deps, upload):
+                pass  # a retry after API Gateway's 29 s timeout: S3 finished the first request
+            elif code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "NoSuchUpload", "MalformedXML"):
                 raise ApiError(400, "INVALID_PARTS", f"S3 refused the parts: {code}", {"s3_error": code}) from None
-            raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
+            else:
+                raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
     size = _head(deps, upload["object_key"])
     try:
         _check_size(deps, size, upload)

@@ -22,11 +22,13 @@ from runtime.api.chalicelib import tokens
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.errors import ApiError
+from runtime.shared.settings import PRESIGNED_URL_MAX_TTL_SECONDS, presigned_ttl
 from runtime.shared.status import JobStatus
 
 MAX_PLAYLIST_BYTES = 1024 * 1024
-#: Segment URLs must outlive a full viewing of the longest accepted video.
-SEGMENT_URL_TTL_SECONDS = tokens.PLAYBACK_TTL_SECONDS
+#: Segment URLs live as long as presigned URLs may (runtime.shared.settings); a viewing longer
+#: than that reloads the playlist, which the playback token (PLAYBACK_TTL_SECONDS) still admits.
+SEGMENT_URL_TTL_SECONDS = presigned_ttl("SEGMENT_URL_TTL_SECONDS", PRESIGNED_URL_MAX_TTL_SECONDS)
 CONTENT_TYPE = "application/vnd.apple.mpegurl"
 _URI_ATTR = re.compile(r'URI="([^"]*)"')
 #: Tags whose URI attribute names another playlist (master) or a resource (variant).
