@@ -120,7 +120,7 @@ class ApiProps:
     throttling_burst_limit: int = 200
     #: Reserved (and maximum) concurrency of the function. Each container holds one database
     #: connection, so this bounds the API's share of the database's max_connections; requests
-    #: beyond it are throttled (429) instead of exhausting the database.
+    #: beyond it are throttled by Lambda (an error answer) instead of exhausting the database.
     #: Default: - 100 (db.t4g.small allows ~200 connections, see stacks/quotas.py).
     reserved_concurrency: int = 100
     #: Memory of the function, in MiB (argon2id hashing is memory-hard).
