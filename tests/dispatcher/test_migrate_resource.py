@@ -83,3 +83,20 @@ def test_given_the_shipped_hash_when_created_then_the_migrations_apply(
     )
 
     assert created["Data"]["Applied"] == ",".join(m.version for m in discover())
+
+
+def test_given_the_password_rotated_between_read_and_login_when_created_then_it_re_reads_the_secret_once(
+    postgres_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres_server.create_database(f"cr_{uuid.uuid4().hex[:8]}")
+    stale = url.replace(f":{postgres_server.password}@", ":a-rotated-away-password@")
+    reads = iter([stale, url])  # what the secret held at the first read, then after the rotation
+    monkeypatch.delenv("TRANSCODEX_DATABASE_URL", raising=False)
+    monkeypatch.setenv("TRANSCODEX_DATABASE_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:db")
+    monkeypatch.setenv("TRANSCODEX_DATABASE_SSLROOTCERT", __file__)  # stands for the RDS CA bundle
+    monkeypatch.setattr(migrate, "database_url", lambda settings: next(reads))
+
+    created = migrate.handler({"RequestType": "Create", "RequestId": "r1"}, None)
+
+    assert created["Data"]["Applied"] == ",".join(m.version for m in discover())
+    assert next(reads, None) is None  # read exactly twice
