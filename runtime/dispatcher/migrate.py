@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from runtime.shared import aws
 from runtime.shared.db import database_url
 from runtime.shared.log import bind, configure
 from runtime.shared.migrate import apply_migrations
@@ -22,6 +23,7 @@ PHYSICAL_RESOURCE_ID = "transcodex-migrations"
 log = logging.getLogger(__name__)
 
 
+@aws.acting_as("migrations")
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = load_settings(sections=["database"])
     configure(settings.log_level)
