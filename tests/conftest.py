@@ -39,7 +39,8 @@ os.environ.setdefault(
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"AWS calls recorded in {os.environ[AWS_CALL_LOG_ENV]} (check: make conformance-check)"
+    where = os.environ[AWS_CALL_LOG_ENV]
+    return f"AWS calls recorded in {where} (check: make conformance-check AWS_CALL_LOG={where})"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
