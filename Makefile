@@ -35,9 +35,26 @@ setup: system-deps $(VENV)/.installed node_modules/.installed ## system packages
 lint: $(VENV)/.installed ## ruff
 	$(VENV)/bin/ruff check .
 
+# Every AWS call the suite makes is recorded here, then checked against the template's IAM.
+AWS_CALL_LOG ?= $(CURDIR)/build/aws-calls
+CONFORMANCE_TESTS ?= tests/worker tests/dispatcher tests/api
+CONFORMANCE_CHECK = TRANSCODEX_AWS_CALL_LOG=$(AWS_CALL_LOG) $(VENV)/bin/pytest -q -m conformance tests/conformance
+
 .PHONY: test
-test: setup lint ## set up, lint and run the whole suite
-	$(VENV)/bin/pytest -n 2 --dist loadgroup --max-worker-restart=0 $(PYTEST_ARGS)
+test: setup lint ## set up, lint and run the whole suite, then the IAM conformance check on its AWS calls
+	rm -rf $(AWS_CALL_LOG)
+	TRANSCODEX_AWS_CALL_LOG=$(AWS_CALL_LOG) $(VENV)/bin/pytest -n 2 --dist loadgroup --max-worker-restart=0 $(PYTEST_ARGS)
+	$(CONFORMANCE_CHECK)
+
+.PHONY: conformance
+conformance: setup ## record the AWS calls of CONFORMANCE_TESTS, then check them against the template's IAM
+	rm -rf $(AWS_CALL_LOG)
+	TRANSCODEX_AWS_CALL_LOG=$(AWS_CALL_LOG) $(VENV)/bin/pytest -n 2 --dist loadgroup -q $(CONFORMANCE_TESTS)
+	$(CONFORMANCE_CHECK)
+
+.PHONY: conformance-check
+conformance-check: setup ## check already recorded AWS calls (AWS_CALL_LOG=DIR) against the template's IAM
+	$(CONFORMANCE_CHECK)
 
 .PHONY: demo
 demo: setup ## run the local platform demo end to end (outputs in ./demo-output; DEMO_ARGS=--keep-running)

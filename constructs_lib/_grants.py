@@ -21,11 +21,24 @@ INPUT_PREFIX = "input/"
 OUTPUT_PREFIX = "output/"
 
 
+def grant_list_prefix(bucket: s3.IBucket, grantee: iam.IGrantable, prefix: str) -> iam.Grant:
+    """ListBucket limited to keys under ``prefix`` (``s3:prefix``). Without it S3 answers a HEAD
+    or GET of a missing key with 403 instead of 404, and ListObjectsV2 is refused."""
+    return iam.Grant.add_to_principal(
+        grantee=grantee,
+        actions=["s3:ListBucket"],
+        resource_arns=[bucket.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+    )
+
+
 def grant_object_read(bucket: s3.IBucket, grantee: iam.IGrantable, prefix: str) -> iam.Grant:
-    """GetObject (and HeadObject, which it covers) under ``prefix``; Decrypt with the bucket key."""
+    """GetObject (and HeadObject, which it covers) under ``prefix``, listing of ``prefix`` so a
+    missing key reads as 404; Decrypt with the bucket key."""
     grant = iam.Grant.add_to_principal(
         grantee=grantee, actions=["s3:GetObject"], resource_arns=[bucket.arn_for_objects(f"{prefix}*")]
     )
+    grant_list_prefix(bucket, grantee, prefix)
     if bucket.encryption_key is not None:
         bucket.encryption_key.grant(grantee, "kms:Decrypt")
     return grant
@@ -42,6 +55,13 @@ def grant_object_write(bucket: s3.IBucket, grantee: iam.IGrantable, prefix: str)
         # Multipart uploads under SSE-KMS decrypt the data key for every part.
         bucket.encryption_key.grant(grantee, "kms:GenerateDataKey", "kms:Decrypt")
     return grant
+
+
+def grant_object_delete(bucket: s3.IBucket, grantee: iam.IGrantable, prefix: str) -> iam.Grant:
+    """DeleteObject under ``prefix`` (DeleteObjects checks it per key)."""
+    return iam.Grant.add_to_principal(
+        grantee=grantee, actions=["s3:DeleteObject"], resource_arns=[bucket.arn_for_objects(f"{prefix}*")]
+    )
 
 
 def acknowledge_prefix_grants(
@@ -62,6 +82,6 @@ def acknowledge_prefix_grants(
         role,
         "IAM5",
         "Object keys are created per user, upload and job at run time; the grant is limited to one key "
-        "prefix of one bucket and to GetObject/PutObject.",
+        "prefix of one bucket and to GetObject/PutObject/DeleteObject.",
         *findings,
     )

@@ -29,6 +29,7 @@ from constructs_lib._grants import (
     INPUT_PREFIX,
     OUTPUT_PREFIX,
     acknowledge_prefix_grants,
+    grant_object_delete,
     grant_object_read,
     grant_object_write,
 )
@@ -221,6 +222,8 @@ class Api(Construct):
         cfn_function.reserved_concurrent_executions = props.reserved_concurrency
         grant_object_write(props.input_bucket, self.function, INPUT_PREFIX)
         grant_object_read(props.input_bucket, self.function, INPUT_PREFIX)
+        # Aborted and oversized uploads are deleted.
+        grant_object_delete(props.input_bucket, self.function, INPUT_PREFIX)
         grant_object_read(props.output_bucket, self.function, OUTPUT_PREFIX)
         assert self.function.role is not None
         acknowledge_prefix_grants(self.function.role, props.input_bucket, props.output_bucket)

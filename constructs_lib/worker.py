@@ -20,6 +20,8 @@ from constructs_lib._grants import (
     INPUT_PREFIX,
     OUTPUT_PREFIX,
     acknowledge_prefix_grants,
+    grant_list_prefix,
+    grant_object_delete,
     grant_object_read,
     grant_object_write,
 )
@@ -173,6 +175,9 @@ class Worker(Construct):
         )
         grant_object_read(props.input_bucket, self.task_role, INPUT_PREFIX)
         grant_object_write(props.output_bucket, self.task_role, OUTPUT_PREFIX)
+        # A re-run prunes the outputs it no longer produces (ListObjectsV2 + DeleteObjects).
+        grant_list_prefix(props.output_bucket, self.task_role, OUTPUT_PREFIX)
+        grant_object_delete(props.output_bucket, self.task_role, OUTPUT_PREFIX)
         props.database_secret.grant_read(self.task_role)
         acknowledge_prefix_grants(self.task_role, props.input_bucket, props.output_bucket)
         acknowledge(

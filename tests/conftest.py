@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from runtime.shared.settings import AWS_CALL_LOG_ENV
 
 # Before anything imports boto3: no real credentials, no metadata probes, one region.
 for _key, _value in {
@@ -25,6 +28,31 @@ for _key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
     os.environ.pop(_key, None)
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+# Record every AWS call the runtime makes (runtime.shared.aws) for the IAM conformance check
+# (tests/conformance). Set here, in the first process, so xdist's workers and every subprocess
+# (workers, the local platform) inherit the same directory; `make test` chooses it explicitly.
+os.environ.setdefault(
+    AWS_CALL_LOG_ENV,
+    str(Path(tempfile.gettempdir()) / f"transcodex-aws-calls-{os.getuid()}" / uuid.uuid4().hex[:12]),
+)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    where = os.environ[AWS_CALL_LOG_ENV]
+    return f"AWS calls recorded in {where} (check: make conformance-check AWS_CALL_LOG={where})"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The IAM conformance check reads what the rest of the suite recorded, so it runs only when
+    asked for by name (``-m conformance``, a second invocation after the suite: ``make test``)."""
+    if "conformance" in (config.getoption("markexpr") or "").replace("not conformance", ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("conformance") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
 
 TABLES = ("job_outputs", "jobs", "uploads", "api_keys", "sessions", "users", "login_failures")
 

@@ -24,10 +24,19 @@ from runtime.api.chalicelib.requests import (
     user_agent,
 )
 from runtime.api.chalicelib.routing import Api, QueryParam, pending_cookie
+from runtime.shared import aws
 
 app = Chalice(app_name="transcodex-api")
 api = Api(app)
 api.install_middleware()
+
+
+@app.middleware("http")
+def _as_api(event: Any, get_response: Any) -> Response:
+    """Every request runs as the API component (its AWS calls are checked against its role)."""
+    with aws.acting_as("api"):
+        return get_response(event)
+
 
 E = schemas.ERROR
 

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from runtime.dispatcher.launchers import LOCAL_PREFIX, Launcher, LaunchError, LaunchRequest
+from runtime.shared import aws
 from runtime.shared import db as dbm
 from runtime.shared.log import bind
 from runtime.shared.messages import MessageError, parse_message
@@ -82,6 +83,7 @@ def reclaim_stale_claim(conn: psycopg.Connection[dbm.Row], job_id: str, older_th
     ).fetchone()
 
 
+@aws.acting_as("dispatcher")
 def dispatch(
     db: dbm.Database,
     launcher: Launcher,
@@ -183,6 +185,7 @@ def fail_undispatched(
     ).fetchone()
 
 
+@aws.acting_as("dead-letter")
 def fail_dead_letter(db: dbm.Database, body: str | bytes, *, message_id: str | None = None) -> dbm.Row | None:
     """A job message SQS gave up on: its job ends FAILED with DISPATCH_FAILED.
 
@@ -326,6 +329,7 @@ def fail_stopped_job(
     ).fetchone()
 
 
+@aws.acting_as("task-state")
 def task_stopped(db: dbm.Database, stopped: StoppedTask) -> dbm.Row | None:
     """A worker stopped: if its job is not terminal, it becomes FAILED with the stop reason.
 

@@ -111,6 +111,7 @@ def _time_left_ms(context: Any) -> float:
     return float(getter()) if callable(getter) else float("inf")
 
 
+@aws.acting_as("dispatcher")
 def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     """Dispatch every record; report the ones to retry as batch item failures.
 
@@ -147,6 +148,7 @@ def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, 
     return {"batchItemFailures": failures}
 
 
+@aws.acting_as("dead-letter")
 def handle_dlq(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     """Fail the job of every dead-lettered message; a database error retries that record only."""
     rt = runtime(("database",))
@@ -161,6 +163,7 @@ def handle_dlq(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, 
     return {"batchItemFailures": failures}
 
 
+@aws.acting_as("task-state")
 def handle_task_state_change(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Fail the non-terminal job of a STOPPED task. Errors raise, so EventBridge retries."""
     rt = runtime(("database",))
@@ -172,6 +175,7 @@ def handle_task_state_change(event: dict[str, Any], context: Any) -> dict[str, A
     return {"failed": job is not None, "job_id": str(job["id"]) if job else stopped.job_id}
 
 
+@aws.acting_as("sweeper")
 def handle_sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """One sweep (scheduled): re-send stale QUEUED jobs, time out lost workers, settle stale
     uploads. Returns the counts; a database error raises (the next schedule tries again)."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from runtime.shared import aws
 from runtime.shared.db import database_url, is_auth_failure
 from runtime.shared.log import bind, configure
 from runtime.shared.migrate import apply_migrations, content_hash
@@ -30,6 +31,7 @@ PHYSICAL_RESOURCE_ID = "transcodex-migrations"
 log = logging.getLogger(__name__)
 
 
+@aws.acting_as("migrations")
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = load_settings(sections=["database"])
     configure(settings.log_level)

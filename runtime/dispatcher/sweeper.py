@@ -29,6 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from runtime.shared import aws
 from runtime.shared import db as dbm
 from runtime.shared.log import bind, job_status_metric
 from runtime.shared.messages import JobMessage
@@ -113,6 +114,7 @@ class SweepReport:
         }
 
 
+@aws.acting_as("sweeper")
 def sweep(
     db: dbm.Database,
     config: SweepConfig,

@@ -215,3 +215,15 @@ def load_settings(env: Mapping[str, str] | None = None, sections: Iterable[str] 
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+#: Directory where every AWS call is recorded, one JSON line per call (runtime.shared.aws);
+#: the tests set it so the IAM conformance check can compare the calls with the template.
+#: Read from the process environment, not a Settings section: it is a property of the process
+#: (and of the subprocesses it starts, which inherit it), not of one component's configuration.
+AWS_CALL_LOG_ENV = PREFIX + "AWS_CALL_LOG"
+
+
+def aws_call_log_dir(env: Mapping[str, str] | None = None) -> str | None:
+    """The recording directory, or None when AWS calls are not recorded."""
+    return ((os.environ if env is None else env).get(AWS_CALL_LOG_ENV) or "").strip() or None

@@ -14,6 +14,7 @@ import sys
 import uuid
 from types import FrameType
 
+from runtime.shared import aws
 from runtime.shared.db import open_database
 from runtime.shared.log import configure
 from runtime.shared.settings import ConfigError, load_settings
@@ -36,6 +37,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Stopped(f"signal {signum}")
 
 
+@aws.acting_as("worker")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime.worker", description=__doc__)
     parser.add_argument("--job-id", default=os.environ.get("JOB_ID"), help="the job to run (default: $JOB_ID)")

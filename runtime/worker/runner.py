@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runtime.shared import aws
 from runtime.shared import db as jobs_db
 from runtime.shared.contract import ContractError, JobSpec, JobType, parse_job
 from runtime.shared.log import bind
@@ -84,6 +85,7 @@ class ProgressReporter:
             raise Cancelled(f"job is {status}")
 
 
+@aws.acting_as("worker")
 def run_job(
     job_id: str,
     settings: Settings,

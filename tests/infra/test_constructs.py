@@ -65,7 +65,17 @@ def test_given_storage_grants_when_synth_then_object_actions_are_prefix_scoped()
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
         for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     }
-    assert actions == {"kms:Decrypt", "kms:GenerateDataKey", "s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}
+    # ListBucket (on input/ only): a read of a missing key must answer 404, not 403.
+    assert actions == {
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "s3:AbortMultipartUpload",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+    }
+    (listing,) = (s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Action"] == "s3:ListBucket")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["input/*"]}}
     resources = str([s["Resource"] for s in policy["Properties"]["PolicyDocument"]["Statement"]])
     assert "/input/*" in resources and "/output/*" in resources
 

@@ -135,13 +135,18 @@ def test_given_default_props_when_synth_then_task_role_reads_input_writes_output
     _, task_def = synth.one("AWS::ECS::TaskDefinition")
     role_id = task_def["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     by_action = {}
+    listings = []
     for statement in _policy_of_role(synth, role_id):
         for action in _as_list(statement["Action"]):
             by_action[action] = json.dumps(statement["Resource"])
+            if action == "s3:ListBucket":
+                listings.append((json.dumps(statement["Resource"]), statement["Condition"]))
     assert set(by_action) == {
         "s3:GetObject",
         "s3:PutObject",
         "s3:AbortMultipartUpload",
+        "s3:ListBucket",  # input: a missing input is INPUT_MISSING, not AccessDenied; output: pruning
+        "s3:DeleteObject",  # a re-run prunes the outputs it no longer produces
         "kms:Decrypt",
         "kms:GenerateDataKey",
         "secretsmanager:GetSecretValue",
@@ -149,6 +154,11 @@ def test_given_default_props_when_synth_then_task_role_reads_input_writes_output
     }
     assert "InputBucket" in by_action["s3:GetObject"] and "/input/*" in by_action["s3:GetObject"]
     assert "OutputBucket" in by_action["s3:PutObject"] and "/output/*" in by_action["s3:PutObject"]
+    assert "OutputBucket" in by_action["s3:DeleteObject"] and "/output/*" in by_action["s3:DeleteObject"]
+    assert sorted((("InputBucket" in r), c["StringLike"]["s3:prefix"]) for r, c in listings) == [
+        (False, ["output/*"]),
+        (True, ["input/*"]),
+    ]
     assert "DatabaseInstanceSecret" in by_action["secretsmanager:GetSecretValue"]
     (container,) = task_def["Properties"]["ContainerDefinitions"]
     assert container["Name"] == "worker"
@@ -271,6 +281,7 @@ def test_given_default_props_when_synth_then_the_sweeper_may_only_send_jobs_head
         "sqs:GetQueueAttributes",
         "sqs:GetQueueUrl",
         "s3:GetObject",
+        "s3:ListBucket",  # an abandoned upload's missing object must read as 404 (EXPIRED), not 403
         "kms:Decrypt",
         "secretsmanager:GetSecretValue",
         "secretsmanager:DescribeSecret",

@@ -10,11 +10,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from runtime.shared.settings import AWS_CALL_LOG_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(settings: Any, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODEX_")}
+    # The worker gets only the settings below, and the AWS call recording switch (IAM conformance).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODEX_") or k == AWS_CALL_LOG_ENV}
     env.update(
         {
             "TRANSCODEX_DATABASE_URL": settings.database_url,

@@ -72,6 +72,18 @@ def test_given_finished_job_re_run_when_processed_again_then_outputs_replaced_no
     assert len(second) == len(first) == 1 and second[0]["object_key"] == first[0]["object_key"]
 
 
+def test_given_re_run_producing_fewer_outputs_when_processed_then_stale_outputs_are_deleted(
+    settings: Any, db: Any, submit: Any, job_row: Any, photo: Path
+) -> None:
+    """The prune (ListObjectsV2 + DeleteObjects on output/) the IAM conformance check must see."""
+    job_id = submit(photo, "IMAGE", [{"op": "thumbnail", "width": 64}])
+    prefix = f"output/{job_row(job_id)['user_id']}/{job_id}/"
+    client("s3", settings).put_object(Bucket=settings.output_bucket, Key=f"{prefix}old/stale.jpg", Body=b"x")
+    assert run_job(job_id, settings, db) == JobStatus.SUCCEEDED
+    assert f"{prefix}old/stale.jpg" not in _objects(settings, prefix)
+    assert len(_objects(settings, prefix)) == 1
+
+
 @pytest.mark.parametrize(
     ("name", "code"),
     [

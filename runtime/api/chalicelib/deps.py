@@ -77,6 +77,7 @@ _lock = threading.Lock()
 _deps: Deps | None = None
 
 
+@aws.acting_as("api")
 def from_env(env: Mapping[str, str] | None = None) -> Deps:
     """Build the dependencies from the environment (Lambda, the local platform)."""
     env = os.environ if env is None else env
