@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -182,6 +183,12 @@ def host_suite() -> str:
     return fields.get("VERSION_CODENAME", "bookworm").strip('"') or "bookworm"
 
 
+def _ca_secret() -> list[str]:
+    """Lend this machine's CA bundle to a build as the secret "ca" (a TLS-inspecting proxy)."""
+    ca = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+    return ["--secret", f"id=ca,src={ca}"] if ca and Path(ca).is_file() else []
+
+
 def build_worker_image(rebuild: bool = False) -> str:
     """Build the worker image unless one with the same inputs exists; return its tag."""
     eng = engine()
@@ -206,14 +213,46 @@ def build_worker_image(rebuild: bool = False) -> str:
     ]
     if eng == "podman":
         argv.append("--network=host")  # apt-get and pip inside the build
-    ca = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-    if ca and Path(ca).is_file():
-        argv += ["--secret", f"id=ca,src={ca}"]  # this machine's CA bundle (TLS-inspecting proxy)
+    argv += _ca_secret()
     run([*argv, "."], cwd=ROOT)
     say(
         f"built worker image {tag} in {time.monotonic() - started:.0f}s: "
         f"{image_size_mb(eng, tag):.0f} MB (budget {WORKER_IMAGE_BUDGET_MB} MB)"
     )
+    return tag
+
+
+def build_lambda_python_image(version: str) -> str:
+    """An image with Debian sid's python``version`` (the Lambda runtime's), cached by its Dockerfile."""
+    eng = engine()
+    dockerfile = ROOT / "runtime" / "local" / "lambda-python.Dockerfile"
+    boto3 = importlib.metadata.version("boto3")  # the runtime's SDK: the version the tests run
+    digest = hashlib.sha256(dockerfile.read_bytes() + f"{version}|{boto3}".encode()).hexdigest()[:16]
+    tag = f"transcodex-lambda-python:{version}-{digest}"
+    if image_exists(eng, tag):
+        say(f"reused Lambda Python image {tag}")
+        return tag
+    base = ensure_base("sid", eng)
+    started = time.monotonic()
+    argv = [
+        eng,
+        "build",
+        "-f",
+        str(dockerfile),
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "--build-arg",
+        f"PYTHON=python{version}",
+        "--build-arg",
+        f"BOTO3_VERSION={boto3}",
+        "-t",
+        tag,
+    ]
+    if eng == "podman":
+        argv.append("--network=host")
+    argv += _ca_secret()
+    run([*argv, str(dockerfile.parent)], stdout=subprocess.DEVNULL)
+    say(f"built Lambda Python image {tag} in {time.monotonic() - started:.0f}s")
     return tag
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
@@ -105,3 +107,85 @@ def test_given_each_bundle_when_measured_then_within_lambda_size_limits(bundles:
         unzipped, zipped = seen[folder]
         print(f"{bundle['id']}: {unzipped:.1f} MB unzipped, {zipped:.1f} MB zipped ({folder.name[:18]})")
         assert unzipped < UNZIPPED_LIMIT_MB and zipped < ZIPPED_LIMIT_MB, bundle["id"]
+
+
+# --- the bundles under the Lambda runtime's Python ------------------------------------------
+
+#: Run inside the Lambda-Python stand-in: import each handler from /var/task, answer a health
+#: request shaped like API Gateway's REST proxy event through the API's handler.
+PROBE = r"""
+import importlib, json, sys
+handlers = json.loads(sys.argv[1])
+result = {"python": sys.version.split()[0], "handlers": {}}
+for spec in handlers:
+    module, attr = spec.rsplit(".", 1)
+    result["handlers"][spec] = callable(getattr(importlib.import_module(module), attr))
+if "runtime.api.app.app" in handlers:
+    from runtime.api.app import app
+    event = {"resource": "/health", "path": "/health", "httpMethod": "GET",
+             "headers": {"Host": "api.example"}, "multiValueHeaders": {"Host": ["api.example"]},
+             "queryStringParameters": None, "multiValueQueryStringParameters": None,
+             "pathParameters": None, "stageVariables": None, "body": None, "isBase64Encoded": False,
+             "requestContext": {"resourcePath": "/health", "httpMethod": "GET", "stage": "v1",
+                                "requestId": "req-1", "identity": {"sourceIp": "127.0.0.1"}}}
+    class Context:
+        aws_request_id = "req-1"
+        function_name = "api"
+        memory_limit_in_mb = 1024
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:api"
+        def get_remaining_time_in_millis(self):
+            return 30000
+    result["health"] = app(event, Context())
+print(json.dumps(result))
+"""
+
+
+@pytest.fixture(scope="module")
+def lambda_python() -> str:
+    from runtime.local import images
+
+    if shutil.which("podman") is None and shutil.which("docker") is None:
+        pytest.skip("needs podman (scripts/system-deps.sh installs it) or docker")
+    return images.build_lambda_python_image(LAMBDA_RUNTIME.name.removeprefix("python"))
+
+
+def _as_lambda_unpacks_it(folder: Path, into: Path) -> Path:
+    """The bundle zipped and unzipped, as Lambda does (readable by the sandbox user, not 0700)."""
+    with tempfile.TemporaryFile() as fh:
+        with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(folder))
+        with zipfile.ZipFile(fh) as archive:
+            archive.extractall(into)
+    for path in [into, *into.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return into
+
+
+def test_given_each_bundle_when_run_under_the_runtimes_python_then_every_handler_imports_and_the_api_answers(
+    bundles: list[dict[str, Any]], lambda_python: str, tmp_path: Path
+) -> None:
+    from runtime.local import images
+
+    by_dir: dict[Path, list[str]] = {}
+    for bundle in bundles:
+        by_dir.setdefault(bundle["dir"], []).append(bundle["handler"])
+    for index, (folder, handlers) in enumerate(sorted(by_dir.items())):
+        task = _as_lambda_unpacks_it(folder, tmp_path / f"task{index}")
+        proc = subprocess.run(
+            [images.engine(), "run", "--rm", "--pull=never", "--network=none",
+             "-v", f"{task}:/var/task:ro,z",  # PYTHONPATH /var/task:/var/runtime is the image's, as on Lambda
+             "-e", "AWS_REGION=us-east-1", "-e", "AWS_DEFAULT_REGION=us-east-1",
+             "-e", "AWS_EC2_METADATA_DISABLED=true", "-e", "AWS_ACCESS_KEY_ID=test", "-e", "AWS_SECRET_ACCESS_KEY=test",
+             lambda_python, "-c", PROBE, json.dumps(handlers)],
+            capture_output=True, text=True, env=images.engine_env(), timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{folder.name[:18]} under Python {result['python']}: {sorted(result['handlers'])}")
+        assert result["python"].startswith(LAMBDA_RUNTIME.name.removeprefix("python") + ".")
+        assert result["handlers"] == dict.fromkeys(handlers, True)
+        if "health" in result:
+            assert result["health"]["statusCode"] == 200
+            assert json.loads(result["health"]["body"]) == {"status": "ok"}
