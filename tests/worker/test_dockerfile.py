@@ -75,3 +75,17 @@ def test_given_repo_root_context_when_dockerignore_applied_then_only_copied_path
     allowed = {p[1:] for p in patterns if p.startswith("!")}
     copied = {src for op, args in _instructions() if op == "COPY" for src in args.split()[:-1]}
     assert copied and all(any(src == a or src.startswith(a + "/") for a in allowed) for src in copied)
+
+
+def test_given_the_image_pins_when_compared_with_the_test_environment_then_they_are_the_same_versions() -> None:
+    """The image must run what the tests run: a pin that drifts from the installed version fails here."""
+    import importlib.metadata
+
+    drift = {}
+    for line in (ROOT / "runtime" / "worker" / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.strip().split("==")
+            installed = importlib.metadata.version(name)
+            if installed != version:
+                drift[name] = (version, installed)
+    assert drift == {}, f"runtime/worker/requirements.txt pin -> installed: {drift}"
