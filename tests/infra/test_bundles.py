@@ -189,3 +189,46 @@ def test_given_each_bundle_when_run_under_the_runtimes_python_then_every_handler
         if "health" in result:
             assert result["health"]["statusCode"] == 200
             assert json.loads(result["health"]["body"]) == {"status": "ok"}
+
+
+MIGRATE_PROBE = r"""
+import json, sys
+from runtime.dispatcher.migrate import handler
+base = {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:provider",
+        "ResponseURL": "https://cloudformation-custom-resource-response.example/",
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/Transcodex/1",
+        "RequestId": "req-1", "LogicalResourceId": "Migrations", "ResourceType": "Custom::Migrations",
+        "ResourceProperties": {"ServiceToken": "x", "MigrationsHash": "h1"}}
+answers = [handler({**base, "RequestType": "Create"}, None),
+           handler({**base, "RequestType": "Update", "PhysicalResourceId": "transcodex-migrations",
+                    "OldResourceProperties": {"MigrationsHash": "h0"}}, None),
+           handler({**base, "RequestType": "Delete", "PhysicalResourceId": "transcodex-migrations"}, None)]
+print(json.dumps(answers))
+"""
+
+
+def test_given_the_migrations_bundle_when_cfn_events_arrive_under_the_runtimes_python_then_schema_applied(
+    bundles: list[dict[str, Any]], lambda_python: str, postgres_server: Any, tmp_path: Path
+) -> None:
+    import psycopg
+
+    from runtime.local import images
+
+    url = postgres_server.create_database(f"bundle_{tmp_path.name[-8:].replace('-', '_').lower()}")
+    folder = next(b["dir"] for b in bundles if b["handler"] == "runtime.dispatcher.migrate.handler")
+    task = _as_lambda_unpacks_it(folder, tmp_path / "task")
+    proc = subprocess.run(
+        [images.engine(), "run", "--rm", "--pull=never", "--network=host",  # the test PostgreSQL on 127.0.0.1
+         "-v", f"{task}:/var/task:ro,z", "-e", f"TRANSCODEX_DATABASE_URL={url}",
+         "-e", "AWS_REGION=us-east-1", "-e", "AWS_EC2_METADATA_DISABLED=true",
+         lambda_python, "-c", MIGRATE_PROBE],
+        capture_output=True, text=True, env=images.engine_env(), timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    create, update, delete = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    assert create["PhysicalResourceId"] == update["PhysicalResourceId"] == delete["PhysicalResourceId"]
+    assert create["Data"]["Applied"] and update["Data"]["Applied"] == ""  # Update finds nothing pending
+    with psycopg.connect(url) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"jobs", "uploads", "users"} <= tables  # Delete kept the schema
