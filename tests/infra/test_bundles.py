@@ -232,3 +232,60 @@ def test_given_the_migrations_bundle_when_cfn_events_arrive_under_the_runtimes_p
     with psycopg.connect(url) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"jobs", "uploads", "users"} <= tables  # Delete kept the schema
+
+
+DISPATCHER_PROBE = r"""
+import json, sys
+from runtime.dispatcher import handler
+job_id = sys.argv[1]
+class Context:
+    def get_remaining_time_in_millis(self):
+        return 60000
+def record(message_id, body):
+    return {"messageId": message_id, "receiptHandle": "rh-" + message_id, "body": body,
+            "attributes": {"ApproximateReceiveCount": "5", "SentTimestamp": "1700000000000"},
+            "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:transcodex-jobs-dlq", "awsRegion": "us-east-1"}
+body = json.dumps({"version": 1, "job_id": job_id})
+out = {"dlq": handler.handle_dlq({"Records": [record("m1", body)]}, Context())}
+running = {"version": "0", "id": "e1", "detail-type": "ECS Task State Change", "source": "aws.ecs",
+           "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+           "resources": ["arn:aws:ecs:us-east-1:123456789012:task/c/abc"],
+           "detail": {"lastStatus": "RUNNING", "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/abc",
+                      "containers": [{"name": "worker", "exitCode": None}],
+                      "overrides": {"containerOverrides": [{"name": "worker",
+                                     "environment": [{"name": "JOB_ID", "value": job_id}]}]}}}
+out["task_running"] = handler.handle_task_state_change(running, Context())
+handler.reset()
+print(json.dumps(out))
+"""
+
+
+def test_given_the_dispatcher_bundle_when_aws_shaped_events_arrive_under_the_runtimes_python_then_jobs_settle(
+    bundles: list[dict[str, Any]], lambda_python: str, database_url: str, db: Any, tmp_path: Path
+) -> None:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from runtime.local import images
+    from tests.factories import insert_job
+
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        job_id = str(insert_job(conn)["id"])
+    folder = next(b["dir"] for b in bundles if b["handler"] == "runtime.dispatcher.handler.handle_dlq")
+    task = _as_lambda_unpacks_it(folder, tmp_path / "task")
+    proc = subprocess.run(
+        [images.engine(), "run", "--rm", "--pull=never", "--network=host",  # the test PostgreSQL on 127.0.0.1
+         "-v", f"{task}:/var/task:ro,z", "-e", f"TRANSCODEX_DATABASE_URL={database_url}",
+         "-e", "AWS_REGION=us-east-1", "-e", "AWS_EC2_METADATA_DISABLED=true",
+         lambda_python, "-c", DISPATCHER_PROBE, job_id],
+        capture_output=True, text=True, env=images.engine_env(), timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    assert out["dlq"] == {"batchItemFailures": []}
+    assert out["task_running"]["failed"] is False  # only STOPPED tasks settle a job
+    with psycopg.connect(database_url) as conn:
+        status, code = conn.execute("SELECT status, error_code FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    assert (status, code) == ("FAILED", "DISPATCH_FAILED")
