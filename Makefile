@@ -68,6 +68,10 @@ up: setup ## start the local platform in the foreground (UP_ARGS="--port 8080 --
 bench: setup ## benchmarks: HLS ladder vs the seed's method, pyvips vs Pillow
 	$(PY) -m bench.run
 
+.PHONY: image
+image: system-deps $(VENV)/.installed ## build the worker image (docker, else podman; cached by the hash of its inputs)
+	PYTHONPATH=$(CURDIR) $(PY) -m runtime.local.images image
+
 .PHONY: synth
 synth: setup ## synthesize the CDK app without Docker bundling and print AWS quota figures
 	TRANSCODEX_SKIP_BUNDLING=1 npx cdk synth --quiet

@@ -7,11 +7,11 @@ from collections.abc import Mapping, Sequence
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_python_alpha as python
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from constructs_lib._assets import runtime_path, stage_runtime
+from constructs_lib._bundling import bundled_code
 from constructs_lib._nag import acknowledge
 
 #: cdk-nag (AwsSolutions-L1) requires the newest runtime CDK knows of.
@@ -50,19 +50,22 @@ def runtime_function(
     memory_size_mib: int,
     log_retention: logs.RetentionDays,
     log_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
-) -> python.PythonFunction:
-    """A PythonFunction whose bundle holds ``runtime/{shared,<component>}`` and the
+) -> lambda_.Function:
+    """A function whose bundle holds ``runtime/{shared,<component>}`` and the
     dependencies of ``runtime/<component>/requirements.txt``, traced, in the VPC,
-    with its own log group."""
+    with its own log group.
+
+    The bundle is built by pip for the runtime's Python and architecture (no container), or
+    in the SAM build image with Docker when pip cannot (``constructs_lib._bundling``)."""
     requirements = runtime_path(component, "requirements.txt")
     entry = stage_runtime(component, [component], {"requirements.txt": requirements})
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=log_retention, removal_policy=log_removal_policy)
-    function = python.PythonFunction(
+    module = index.removesuffix(".py").replace("/", ".")
+    function = lambda_.Function(
         scope,
         construct_id,
-        entry=str(entry),
-        index=index,
-        handler=handler,
+        code=bundled_code(entry, LAMBDA_RUNTIME),
+        handler=f"{module}.{handler}",
         runtime=LAMBDA_RUNTIME,
         description=description,
         vpc=vpc,

@@ -12,7 +12,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_lambda_python_alpha as python
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -183,21 +182,21 @@ class Dispatcher(Construct):
             "log_retention": props.log_retention,
             "log_removal_policy": props.log_removal_policy,
         }
-        self.queue_function: python.PythonFunction = runtime_function(
+        self.queue_function: lambda_.Function = runtime_function(
             self,
             "QueueFunction",
             handler="handle_sqs",
             description="TranscodeX: claims queued jobs and starts their worker tasks",
             **common,
         )
-        self.dead_letter_function: python.PythonFunction = runtime_function(
+        self.dead_letter_function: lambda_.Function = runtime_function(
             self,
             "DeadLetterFunction",
             handler="handle_dlq",
             description="TranscodeX: marks jobs whose messages were dead-lettered as FAILED",
             **common,
         )
-        self.task_state_function: python.PythonFunction = runtime_function(
+        self.task_state_function: lambda_.Function = runtime_function(
             self,
             "TaskStateFunction",
             handler="handle_task_state_change",
@@ -235,7 +234,7 @@ class Dispatcher(Construct):
             targets=[targets.LambdaFunction(self.task_state_function, retry_attempts=4)],
         )
         input_bucket = props.input_bucket or worker.input_bucket
-        self.sweep_function: python.PythonFunction = runtime_function(
+        self.sweep_function: lambda_.Function = runtime_function(
             self,
             "SweepFunction",
             handler="handle_sweep",

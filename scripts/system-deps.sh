@@ -11,6 +11,10 @@ fi
 command -v node >/dev/null || missing+=(nodejs npm)
 # the e2e test that plays HLS in a real browser (hls.js in headless Chromium)
 command -v chromium >/dev/null || missing+=(chromium)
+# the worker image and the base images (no Docker daemon needed: podman with runc, debootstrap)
+for tool in podman runc buildah debootstrap; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing system packages: ${missing[*]}"
   $SUDO apt-get update -qq

@@ -124,7 +124,12 @@ def summarise_job(job: dict[str, Any]) -> str:
 def cmd_local_up(args: argparse.Namespace, _client: Client | None) -> int:
     from runtime.local.platform import run_foreground
 
-    return run_foreground(Path(args.data_dir), args.port, args.concurrency, quiet=args.quiet)
+    image = args.worker_image
+    if image == "build":
+        from runtime.local.images import build_worker_image
+
+        image = build_worker_image()
+    return run_foreground(Path(args.data_dir), args.port, args.concurrency, quiet=args.quiet, worker_image=image)
 
 
 def cmd_signup(args: argparse.Namespace, client: Client) -> int:
@@ -250,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default=".transcodex", help="state folder (database, files, logs)")
     up.add_argument("--concurrency", type=_positive, default=2, help="workers run at once")
     up.add_argument("--quiet", action="store_true", help="log to DATA_DIR/logs/platform.log only")
+    up.add_argument(
+        "--worker-image",
+        metavar="IMAGE",
+        default=os.environ.get("TRANSCODEX_LOCAL_WORKER_IMAGE") or None,
+        help="run workers inside this image with podman (`build`: build runtime/worker/Dockerfile first;"
+        " default: $TRANSCODEX_LOCAL_WORKER_IMAGE, else workers run in this Python)",
+    )
     up.set_defaults(func=cmd_local_up, needs_client=False)
 
     signup = sub.add_parser("signup", help="create an account and log in")

@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runtime.dispatcher import core
@@ -35,19 +36,15 @@ from runtime.shared.status import JobStatus
 log = logging.getLogger("transcodex.local.dispatcher")
 
 
-def worker_command(log_path: Path) -> tuple[str, ...]:
-    """The worker's argv, its output appended to the platform log (see runtime.local.worker_exec)."""
-    return (
-        sys.executable,
-        "-m",
-        "runtime.local.worker_exec",
-        str(log_path),
-        sys.executable,
-        "-m",
-        "runtime.worker",
-        "--job-id",
-        "{job_id}",
-    )
+def worker_command(log_path: Path, container: Sequence[str] = ()) -> tuple[str, ...]:
+    """The worker's argv, its output appended to the platform log (see runtime.local.worker_exec).
+
+    ``container``: an argv that runs the worker image (runtime.local.images.container_worker_argv)
+    instead of the worker module in this Python.
+    """
+    worker = tuple(container) or (sys.executable, "-m", "runtime.worker", "--job-id", "{job_id}")
+    first = shutil.which(worker[0]) or worker[0]
+    return (sys.executable, "-m", "runtime.local.worker_exec", str(log_path), first, *worker[1:])
 
 
 class LocalDispatcher:
@@ -58,13 +55,21 @@ class LocalDispatcher:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         sweep_interval_seconds: float = 60.0,
+        worker_image: str | None = None,
     ) -> None:
         """``env`` is added to the workers' environment (the platform's TRANSCODEX_* settings);
-        the sweeper's TRANSCODEX_SWEEP_* thresholds are read from it (default: this process's)."""
+        the sweeper's TRANSCODEX_SWEEP_* thresholds are read from it (default: this process's).
+        ``worker_image``: run each worker inside that image (podman/docker) instead of as a module."""
         self.settings = settings
         self.db = dbm.Database(dbm.database_url(settings), max_size=4)
+        container: tuple[str, ...] = ()
+        if worker_image:
+            from runtime.local.images import container_worker_argv, engine_env
+
+            container = container_worker_argv(worker_image, dict(env or {}))
+            env = {**(env or {}), "CONTAINERS_CONF": engine_env()["CONTAINERS_CONF"]}
         self.launcher = LocalProcessLauncher(
-            max_workers=concurrency, command=worker_command(log_path), env=dict(env or {})
+            max_workers=concurrency, command=worker_command(log_path, container), env=dict(env or {})
         )
         self.sqs = client("sqs", settings)
         self.s3 = client("s3", settings)

@@ -211,8 +211,11 @@ class Platform:
         concurrency: int = 2,
         echo: IO[str] | None = sys.stderr,
         own_logging: bool = False,
+        worker_image: str | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
+        #: Run each worker inside this image (podman) instead of as a module of this Python.
+        self.worker_image = worker_image
         self.requested_api_port = api_port
         self.concurrency = concurrency
         self.echo = echo
@@ -401,7 +404,11 @@ class Platform:
         from runtime.local.dispatch_loop import LocalDispatcher
 
         self.dispatcher = LocalDispatcher(
-            self.settings, concurrency=self.concurrency, log_path=self.log_path, env=self.env
+            self.settings,
+            concurrency=self.concurrency,
+            log_path=self.log_path,
+            env=self.env,
+            worker_image=self.worker_image,
         )
         requeued = self.dispatcher.recover()
         log.info("jobs recovered", extra=requeued)
@@ -551,10 +558,14 @@ class Platform:
             self._lock_file = None
 
 
-def run_foreground(data_dir: Path, port: int, concurrency: int, quiet: bool = False) -> int:
+def run_foreground(
+    data_dir: Path, port: int, concurrency: int, quiet: bool = False, worker_image: str | None = None
+) -> int:
     """``transcodex local up``: start, print ``API <url>``, run until Ctrl-C/SIGTERM, stop."""
     echo = None if quiet else sys.stderr
-    platform = Platform(data_dir, api_port=port, concurrency=concurrency, echo=echo, own_logging=True)
+    platform = Platform(
+        data_dir, api_port=port, concurrency=concurrency, echo=echo, own_logging=True, worker_image=worker_image
+    )
     starting = True
 
     def on_signal(signum: int, _frame: object) -> None:

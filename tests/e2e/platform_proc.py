@@ -40,13 +40,24 @@ class RunningPlatform:
         return self.process.wait(timeout_s)
 
 
-def start_platform(data_dir: Path, timeout_s: float = 120) -> RunningPlatform:
-    """``python -m runtime.local.cli local up --port 0``; waits for the ``API http://…`` line."""
+def start_platform(data_dir: Path, timeout_s: float = 120, extra_args: tuple[str, ...] = ()) -> RunningPlatform:
+    """``python -m runtime.local.cli local up --port 0 EXTRA_ARGS``; waits for the ``API http://…`` line."""
     data_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = data_dir.parent / f"{data_dir.name}-supervisor.stderr"
     stderr = stderr_path.open("a")
     process = subprocess.Popen(
-        [sys.executable, "-m", "runtime.local.cli", "local", "up", "--port", "0", "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "runtime.local.cli",
+            "local",
+            "up",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            *extra_args,
+        ],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -1,0 +1,178 @@
+"""The worker image users deploy, built from runtime/worker/Dockerfile and run by the local platform.
+
+The image is built once per content (runtime.local.images tags it with the hash of the
+Dockerfile, the requirements and runtime/{shared,worker}), so a warm run reuses it. The
+platform then runs every worker INSIDE the image (``local up --worker-image``) with the
+environment the ECS task definition gives it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.local import images
+from runtime.local.client import Client, job_id_of
+from tests.e2e.platform_proc import RunningPlatform, owned_processes, start_platform
+from tests.media import ffprobe, make_image, make_video
+
+ENGINE_MISSING = shutil.which("podman") is None and shutil.which("docker") is None
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("e2e"),
+    pytest.mark.skipif(ENGINE_MISSING, reason="needs podman (scripts/system-deps.sh installs it) or docker"),
+]
+
+
+@pytest.fixture(scope="module")
+def worker_image() -> str:
+    started = time.monotonic()
+    tag = images.build_worker_image()
+    print(f"worker image {tag} ready in {time.monotonic() - started:.1f}s")
+    return tag
+
+
+def in_image(tag: str, script: str) -> str:
+    proc = subprocess.run(
+        [images.engine(), "run", "--rm", "--pull=never", "--network=none", "--entrypoint", "sh", tag, "-c", script],
+        capture_output=True,
+        text=True,
+        env=images.engine_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_given_the_built_image_when_inspected_then_it_is_under_budget_non_root_and_without_compilers(
+    worker_image: str,
+) -> None:
+    size = images.image_size_mb(images.engine(), worker_image)
+    print(f"worker image size: {size:.0f} MB (budget {images.WORKER_IMAGE_BUDGET_MB} MB)")
+    assert size < images.WORKER_IMAGE_BUDGET_MB
+
+    out = in_image(worker_image, "id -u; for t in gcc cc c++ make pip pip3; do command -v $t || true; done")
+    uid, *tools = out.split()
+    assert uid != "0" and tools == []
+
+
+def test_given_the_built_image_when_asked_for_versions_then_libvips_and_ffmpeg_are_the_tests_own(
+    worker_image: str,
+) -> None:
+    import pyvips
+
+    out = in_image(
+        worker_image,
+        "python -c 'import pyvips; print(pyvips.version(0), pyvips.version(1), pyvips.version(2))'; ffmpeg -version",
+    )
+    vips_line, ffmpeg_line = out.splitlines()[:2]
+    assert vips_line.split() == [str(pyvips.version(i)) for i in range(3)]
+    host_ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()[0]
+    assert re.match(r"ffmpeg version \S+", ffmpeg_line)
+    assert ffmpeg_line.split()[2] == host_ffmpeg.split()[2]
+    assert importlib.metadata.version("pyvips-binary") in (images.ROOT / "runtime/worker/requirements.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Any:
+    folder = Path(tempfile.mkdtemp(prefix="transcodex-e2e-image-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def platform(workdir: Path, worker_image: str) -> Any:
+    running = start_platform(workdir / "platform", extra_args=("--worker-image", worker_image))
+    try:
+        yield running
+    finally:
+        state = running.state
+        sessions = {running.process.pid, *(child["pid"] for child in state["children"].values())}
+        ports = list(state["ports"].values())
+        running.stop()
+        assert owned_processes(running.data_dir, sessions, ports) == []
+
+
+@pytest.fixture(scope="module")
+def client(platform: RunningPlatform) -> Client:
+    client = Client(platform.api_url, timeout=60)
+    name = f"img{uuid.uuid4().hex[:10]}"
+    email, password = f"{name}@example.com", uuid.uuid4().hex
+    client.signup("Image E2E", name, email, password)
+    client.login(email, password)
+    return client
+
+
+def containers_started(tag: str, since: float) -> set[str]:
+    """Names of the containers of ``tag`` started since ``since`` (the engine's event log)."""
+    eng = images.engine()
+    until = ["--stream=false"] if eng == "podman" else ["--until", str(int(time.time()) + 1)]
+    proc = subprocess.run(
+        [
+            eng,
+            "events",
+            *until,
+            "--since",
+            str(int(since)),
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.Actor.Attributes.name}} {{.Actor.Attributes.image}}" if eng == "docker" else "{{.Name}} {{.Image}}",
+        ],
+        capture_output=True,
+        text=True,
+        env=images.engine_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return {line.split()[0] for line in proc.stdout.splitlines() if line.split()[1:] and tag in line.split()[1]}
+
+
+def run_in_image(client: Client, tag: str, path: Path, operations: Any, out: Path) -> list[Path]:
+    since = time.time() - 1
+    job = client.submit_file(path, operations)
+    job_id = job_id_of(job)
+    final = client.wait(job_id, timeout_s=300, interval_s=0.5)
+    assert final["status"] == "SUCCEEDED", final
+    assert f"transcodex-worker-{job_id}" in containers_started(tag, since), "the worker did not run in the image"
+    return client.download(job_id, out)
+
+
+def test_given_workers_in_the_image_when_an_image_job_runs_then_it_succeeds_with_the_operations_applied(
+    client: Client, worker_image: str, workdir: Path, tmp_path: Path
+) -> None:
+    import pyvips
+
+    source = make_image(workdir / "photo.jpg", 640, 480)
+    files = run_in_image(client, worker_image, source, {"ROTATE": "90", "FORCE-RESIZE": "120x300"}, tmp_path)
+
+    outputs = [p for p in files if p.suffix.lower() in (".jpg", ".jpeg")]
+    assert len(outputs) == 1, files
+    image = pyvips.Image.new_from_file(str(outputs[0]))
+    assert (image.width, image.height) == (120, 300)
+
+
+def test_given_workers_in_the_image_when_a_1080p_ladder_runs_then_every_rung_is_valid_hls(
+    client: Client, worker_image: str, workdir: Path, tmp_path: Path
+) -> None:
+    source = make_video(workdir / "clip1080.mp4", seconds=4, width=1920, height=1080)
+    ladder = [{"op": "transcode", "renditions": ["1080p", "720p", "360p"], "segment_seconds": 2}]
+    files = run_in_image(client, worker_image, source, ladder, tmp_path)
+
+    master = next(p for p in files if p.name.endswith(".m3u8") and "#EXT-X-STREAM-INF" in p.read_text())
+    probe = ffprobe(master)
+    heights = sorted(s["height"] for s in probe["streams"] if s["codec_type"] == "video")
+    assert heights == [360, 720, 1080]
+    assert float(probe["format"]["duration"]) == pytest.approx(4, abs=0.5)
