@@ -1,6 +1,6 @@
-"""Small boto3 adapters: every AWS client is made here, so an endpoint override (moto in
-tests and in the local platform) and the region apply everywhere, and nothing else in the
-runtime imports boto3 configuration details."""
+"""Small boto3 adapters: every AWS client is made here, so the endpoint overrides (SeaweedFS
+for S3 and moto for the rest, in tests and in the local platform) and the region apply
+everywhere, and nothing else in the runtime imports boto3 configuration details."""
 
 from __future__ import annotations
 
@@ -18,12 +18,18 @@ _CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, signature_vers
 
 def client(service: str, settings: Settings) -> Any:
     """A boto3 client for ``service`` honouring the endpoint override and region."""
-    return _client(service, settings.aws_region, settings.aws_endpoint_url)
+    endpoint = settings.aws_endpoint_url_s3 if service == "s3" and settings.aws_endpoint_url_s3 else None
+    return _client(service, settings.aws_region, endpoint or settings.aws_endpoint_url)
+
+
+#: An S3 server on an IP address (SeaweedFS on 127.0.0.1) takes path-style URLs only.
+_PATH_STYLE = _CONFIG.merge(Config(s3={"addressing_style": "path"}))
 
 
 @lru_cache(maxsize=32)
 def _client(service: str, region: str, endpoint_url: str | None) -> Any:
-    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=_CONFIG)
+    config = _PATH_STYLE if service == "s3" and endpoint_url else _CONFIG
+    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 def secret_string(arn: str, settings: Settings) -> str:
