@@ -1,5 +1,6 @@
-"""Shared fixtures: a throwaway PostgreSQL, a moto server, and an environment that can
-never reach AWS (dummy credentials, a region, no instance-metadata probing)."""
+"""Shared fixtures: a throwaway PostgreSQL, SeaweedFS for S3 (a real S3 server: signatures,
+signed headers, POST policies, objects on disk), a moto server for SQS/ECS/Secrets Manager,
+and an environment that can never reach AWS (dummy credentials, a region, no metadata probes)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ from runtime.shared.settings import AWS_CALL_LOG_ENV
 for _key, _value in {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
     "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
 }.items():
     os.environ[_key] = _value
-for _key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+# No session token: SeaweedFS would take the key for an STS session it never issued.
+for _key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_SESSION_TOKEN"):
     os.environ.pop(_key, None)
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
@@ -113,12 +114,31 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[object]:
+    """One SeaweedFS S3 server per test process; its admin identity is the tests' dummy key."""
+    from runtime.local.seaweed import SeaweedServer
+
+    root = Path(tempfile.mkdtemp(prefix="transcodex-s3-"))
+    server = SeaweedServer(data_dir=root, admin_key="testing", admin_secret="testing")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(seaweed: object) -> str:
+    return seaweed.endpoint  # type: ignore[attr-defined]
+
+
 @pytest.fixture()
-def settings(database_url: str, moto_endpoint: str, db: object) -> object:
-    """Settings for one test: fresh buckets and queues (DLQ wired) on moto, the migrated DB."""
-    import json
+def settings(database_url: str, moto_endpoint: str, s3_endpoint: str, db: object) -> object:
+    """Settings for one test: fresh buckets (SeaweedFS) and queues (moto, DLQ wired), the migrated DB."""
     import uuid
 
+    from runtime.local.seaweed import provision_buckets, provision_queues
     from runtime.shared.aws import client
     from runtime.shared.settings import load_settings
 
@@ -126,6 +146,7 @@ def settings(database_url: str, moto_endpoint: str, db: object) -> object:
     env = {
         "AWS_REGION": "us-east-1",
         "TRANSCODEX_AWS_ENDPOINT_URL": moto_endpoint,
+        "TRANSCODEX_AWS_ENDPOINT_URL_S3": s3_endpoint,
         "TRANSCODEX_DATABASE_URL": database_url,
         "TRANSCODEX_INPUT_BUCKET": f"input-{suffix}",
         "TRANSCODEX_OUTPUT_BUCKET": f"output-{suffix}",
@@ -136,18 +157,8 @@ def settings(database_url: str, moto_endpoint: str, db: object) -> object:
         "TRANSCODEX_ECS_SECURITY_GROUPS": "sg-12345678",
     }
     base = load_settings(env)
-    s3 = client("s3", base)
-    s3.create_bucket(Bucket=env["TRANSCODEX_INPUT_BUCKET"])
-    s3.create_bucket(Bucket=env["TRANSCODEX_OUTPUT_BUCKET"])
-    sqs = client("sqs", base)
-    dlq_url = sqs.create_queue(QueueName=f"dlq-{suffix}")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    env["TRANSCODEX_QUEUE_URL"] = sqs.create_queue(
-        QueueName=f"jobs-{suffix}",
-        Attributes={
-            "VisibilityTimeout": "30",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
-        },
-    )["QueueUrl"]
+    provision_buckets(client("s3", base), [env["TRANSCODEX_INPUT_BUCKET"], env["TRANSCODEX_OUTPUT_BUCKET"]], cors=None)
+    queue_url, dlq_url = provision_queues(client("sqs", base), f"jobs-{suffix}", f"dlq-{suffix}", max_receive_count=3)
+    env["TRANSCODEX_QUEUE_URL"] = queue_url
     env["TRANSCODEX_DLQ_URL"] = dlq_url
     return load_settings(env, ["database", "storage", "queue", "auth", "ecs"])

@@ -1,14 +1,15 @@
 """The local platform: the real pipeline on one machine, supervised by one process.
 
 ``transcodex local up`` runs :class:`Platform`: a PostgreSQL server it owns (data under
-``data_dir/postgres``), moto's server for S3 and SQS, the real Chalice app served over HTTP,
+``data_dir/postgres``), SeaweedFS for S3 (a real S3 server, objects under ``data_dir/s3``),
+moto's server for SQS, the real Chalice app served over HTTP,
 and the local dispatcher (a thread) that long-polls the queue and starts the real worker as a
 subprocess. Every child runs in its own process group, its output goes to one log
 (``data_dir/logs/platform.log``, echoed to stderr), and :meth:`Platform.stop` stops them all
 (terminate, wait, kill) so nothing is left running.
 
 State survives a restart: PostgreSQL keeps its data folder, the JWT secret is generated once
-into the data folder, S3 objects are mirrored to disk (:mod:`runtime.local.s3state`) and
+into the data folder, SeaweedFS keeps every object on disk as it is written, and
 jobs that were queued when the platform stopped are queued again at startup.
 """
 
@@ -32,8 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from runtime.local import s3state
 from runtime.local.postgres import PostgresServer, free_port
+from runtime.local.seaweed import STOP_TIMEOUT_SECONDS, SeaweedServer, provision_buckets, provision_queues
 from runtime.shared.settings import Settings, load_settings
 
 log = logging.getLogger("transcodex.local")
@@ -45,7 +46,6 @@ DLQ_NAME = "transcodex-jobs-dlq"
 #: Deliveries before a message moves to the DLQ (then the job is marked FAILED).
 MAX_RECEIVE_COUNT = 5
 REGION = "us-east-1"
-S3_SYNC_SECONDS = 10.0
 #: moto logs every request; successful ones would drown the log (errors still show).
 MOTO_QUIET = re.compile(r'" [23]\d\d -\s*$')
 
@@ -228,7 +228,7 @@ class Platform:
         self.moto_url = ""
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._s3_lock = threading.Lock()
+        self.seaweed: SeaweedServer | None = None
         self._lock_file: IO[str] | None = None
         self._sink: LogSink | None = None
         self._log_handler: logging.Handler | None = None
@@ -258,9 +258,9 @@ class Platform:
         tmp.write_text(json.dumps(state, indent=1))
         os.replace(tmp, self.state_path)
 
-    def _jwt_secret(self) -> str:
-        """Generated once and kept, so sessions survive a restart."""
-        path = self.data_dir / "jwt-secret"
+    def _jwt_secret(self, name: str = "jwt-secret") -> str:
+        """Generated once and kept, so sessions (and S3 keys) survive a restart."""
+        path = self.data_dir / name
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as out:
@@ -308,7 +308,13 @@ class Platform:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    def spawn(self, name: str, args: list[str], skip: re.Pattern[str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self,
+        name: str,
+        args: list[str],
+        skip: re.Pattern[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
         """Start a child in its own process group with its output in the shared log."""
         assert self._sink is not None
         proc = subprocess.Popen(
@@ -316,7 +322,7 @@ class Platform:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=self.env,
+            env=self.env if env is None else env,
             start_new_session=True,
         )
         assert proc.stdout is not None
@@ -373,9 +379,20 @@ class Platform:
         applied = apply_migrations(self.postgres.url)
         log.info("postgres ready", extra={"port": self.postgres.port, "migrations_applied": applied})
 
-        # moto: S3 + SQS
+        # SeaweedFS: S3, with one identity per component (only its role's bucket actions)
+        self.seaweed = SeaweedServer(
+            data_dir=self.data_dir / "s3",
+            buckets={"input": INPUT_BUCKET, "output": OUTPUT_BUCKET},
+            s3_port=self._pick_port("s3"),
+            admin_key="transcodex-local",
+            admin_secret=self._jwt_secret("s3-secret"),
+        )
         self.moto_url = f"http://127.0.0.1:{moto_port}"
         self.env = self._child_env(jwt_secret=self._jwt_secret())
+        weed = self.spawn("s3", self.seaweed.prepare())
+        self.seaweed.proc = weed
+
+        # moto: SQS
         # This process's own boto3 clients need the dummy credentials; the TRANSCODEX_* settings go to
         # children explicitly, so an embedding process (the demo, tests) keeps its environment.
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("AWS_")})
@@ -383,45 +400,59 @@ class Platform:
             "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], MOTO_QUIET
         )
         _wait_http(f"{self.moto_url}/moto-api/", 30, moto, "moto's server", self.log_path)
+        try:
+            self.seaweed.wait_ready(60, proc=weed)
+        except Exception as err:
+            raise PlatformError(f"SeaweedFS (S3) did not start: {err}; see {self.log_path}") from err
         self._provision_aws()
         self.settings = load_settings(self.env, ["database", "storage", "queue", "auth"])
-        restored = s3state.restore(self._s3(), self.data_dir / "s3")
-        log.info("moto ready", extra={"endpoint": self.moto_url, "objects_restored": restored})
+        log.info("s3 and sqs ready", extra={"s3_endpoint": self.seaweed.endpoint, "sqs_endpoint": self.moto_url})
 
-        # the Chalice app
-        api = self.spawn("api", [sys.executable, "-m", "runtime.local.api_server", "--port", str(api_port)])
+        # the Chalice app, with the API's own S3 identity
+        api = self.spawn(
+            "api",
+            [sys.executable, "-m", "runtime.local.api_server", "--port", str(api_port)],
+            env=self._env_as("api"),
+        )
         self.api_url = f"http://127.0.0.1:{api_port}"
         _wait_http(f"{self.api_url}/openapi.json", 60, api, "the API server", self.log_path)
         self._write_state(
-            ports={"api": api_port, "moto": moto_port, "postgres": self.postgres.port},
+            ports={"api": api_port, "moto": moto_port, "postgres": self.postgres.port, "s3": self.seaweed.s3_port},
             api_url=self.api_url,
             moto_endpoint=self.moto_url,
+            s3_endpoint=self.seaweed.endpoint,
             database_url=self.postgres.url,
             supervisor_pid=os.getpid(),
         )
 
-        # the dispatcher and the S3 mirror
+        # the dispatcher; its workers act with the worker's S3 identity
         from runtime.local.dispatch_loop import LocalDispatcher
 
         self.dispatcher = LocalDispatcher(
             self.settings,
             concurrency=self.concurrency,
             log_path=self.log_path,
-            env=self.env,
+            env=self._env_as("worker"),
             worker_image=self.worker_image,
         )
         requeued = self.dispatcher.recover()
         log.info("jobs recovered", extra=requeued)
         self._run_thread("dispatcher", self.dispatcher.run_until, self.stopping)
-        self._run_thread("s3-mirror", self._mirror_loop)
+
+    def _env_as(self, component: str) -> dict[str, str]:
+        """The children's environment with ``component``'s S3 keys (moto accepts any key)."""
+        assert self.seaweed is not None
+        identity = self.seaweed.identities[component]
+        return {**self.env, "AWS_ACCESS_KEY_ID": identity.access_key, "AWS_SECRET_ACCESS_KEY": identity.secret_key}
 
     def _child_env(self, jwt_secret: str) -> dict[str, str]:
         assert self.postgres is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRANSCODEX_"))}
         env.update(
             {
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
+                # the supervisor's own identity (provisioning, the dispatcher loop and the sweeper)
+                "AWS_ACCESS_KEY_ID": self.seaweed.admin_key if self.seaweed else "local",
+                "AWS_SECRET_ACCESS_KEY": self.seaweed.admin_secret if self.seaweed else "local",
                 "AWS_REGION": REGION,
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_EC2_METADATA_DISABLED": "true",
@@ -432,6 +463,7 @@ class Platform:
                 "TRANSCODEX_OUTPUT_BUCKET": OUTPUT_BUCKET,
                 "TRANSCODEX_JWT_SECRET": jwt_secret,
                 "TRANSCODEX_AWS_ENDPOINT_URL": self.moto_url,
+                "TRANSCODEX_AWS_ENDPOINT_URL_S3": self.seaweed.endpoint if self.seaweed else "",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -439,34 +471,13 @@ class Platform:
         env.update({k: v for k, v in os.environ.items() if k.startswith("TRANSCODEX_") and k not in env})
         return env
 
-    def _s3(self) -> Any:
-        from runtime.shared.aws import client
-
-        return client("s3", load_settings(self.env))
-
     def _provision_aws(self) -> None:
         from runtime.shared.aws import client
 
         base = load_settings(self.env)
-        s3 = client("s3", base)
-        for bucket in (INPUT_BUCKET, OUTPUT_BUCKET):
-            s3.create_bucket(Bucket=bucket)
-        # A browser player on another origin can fetch playlists and segments.
-        cors = {"AllowedMethods": ["GET", "HEAD", "PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"]}
-        for bucket in (INPUT_BUCKET, OUTPUT_BUCKET):
-            s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [{**cors, "MaxAgeSeconds": 3600}]})
-        sqs = client("sqs", base)
-        dlq_url = sqs.create_queue(QueueName=DLQ_NAME)["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queue_url = sqs.create_queue(
-            QueueName=QUEUE_NAME,
-            Attributes={
-                "VisibilityTimeout": "30",
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
-                ),
-            },
-        )["QueueUrl"]
+        # A browser player on another origin can fetch playlists and segments (CORS).
+        provision_buckets(client("s3", base), [INPUT_BUCKET, OUTPUT_BUCKET])
+        queue_url, dlq_url = provision_queues(client("sqs", base), QUEUE_NAME, DLQ_NAME, MAX_RECEIVE_COUNT)
         urls = {"TRANSCODEX_QUEUE_URL": queue_url, "TRANSCODEX_DLQ_URL": dlq_url}
         self.env.update(urls)
 
@@ -483,20 +494,9 @@ class Platform:
         thread.start()
         self._threads.append(thread)
 
-    def sync_s3(self) -> s3state.SyncResult:
-        with self._s3_lock:
-            return s3state.sync(self._s3(), [INPUT_BUCKET, OUTPUT_BUCKET], self.data_dir / "s3")
-
-    def _mirror_loop(self) -> None:
-        while not self.stopping.wait(S3_SYNC_SECONDS):
-            try:
-                self.sync_s3()
-            except Exception:
-                log.warning("S3 mirror sync failed; will retry", exc_info=True)
-
     def failed_child(self) -> str | None:
         """The name of a long-running child that exited on its own, if any."""
-        for name in ("moto", "api"):
+        for name in ("s3", "moto", "api"):
             proc = self.children.get(name)
             if proc is not None and proc.poll() is not None:
                 return name
@@ -528,17 +528,9 @@ class Platform:
             except Exception:
                 log.exception("stopping workers failed")
             self.dispatcher = None
-        moto = self.children.get("moto")
-        if moto is not None and moto.poll() is not None:
-            log.error("moto exited before shutdown; files uploaded since the last mirror (<= 10 s) are lost")
-        elif moto is not None and self.settings is not None:
-            try:
-                result = self.sync_s3()
-                log.info("S3 mirrored", extra={"objects": result.total, "downloaded": result.downloaded})
-            except Exception:
-                log.exception("final S3 mirror failed; files uploaded since the last sync are lost")
         for name in list(self.children):
-            terminate_group(self.children.pop(name))
+            # SeaweedFS takes over 10 s to stop on SIGTERM; its data is on disk either way
+            terminate_group(self.children.pop(name), STOP_TIMEOUT_SECONDS if name == "s3" else 10.0)
         if self.postgres is not None:
             try:
                 stop_postgres(self.postgres, self._postmaster_pid)

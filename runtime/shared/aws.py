@@ -1,6 +1,6 @@
-"""Small boto3 adapters: every AWS client is made here, so an endpoint override (moto in
-tests and in the local platform) and the region apply everywhere, and nothing else in the
-runtime imports boto3 configuration details.
+"""Small boto3 adapters: every AWS client is made here, so the endpoint overrides (SeaweedFS
+for S3 and moto for the rest, in tests and in the local platform) and the region apply
+everywhere, and nothing else in the runtime imports boto3 configuration details.
 
 This is also the one place that can see every AWS call, so it records them when
 ``TRANSCODEX_AWS_CALL_LOG`` names a directory (the tests set it): one JSON line per call
@@ -38,12 +38,20 @@ _component: contextvars.ContextVar[str | None] = contextvars.ContextVar("transco
 
 def client(service: str, settings: Settings) -> Any:
     """A boto3 client for ``service`` honouring the endpoint override and region."""
-    return _client(service, settings.aws_region, settings.aws_endpoint_url, _component.get(), aws_call_log_dir())
+    endpoint = settings.aws_endpoint_url_s3 if service == "s3" and settings.aws_endpoint_url_s3 else None
+    return _client(
+        service, settings.aws_region, endpoint or settings.aws_endpoint_url, _component.get(), aws_call_log_dir()
+    )
+
+
+#: An S3 server on an IP address (SeaweedFS on 127.0.0.1) takes path-style URLs only.
+_PATH_STYLE = _CONFIG.merge(Config(s3={"addressing_style": "path"}))
 
 
 @lru_cache(maxsize=64)
 def _client(service: str, region: str, endpoint_url: str | None, component: str | None, call_log: str | None) -> Any:
-    made = boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=_CONFIG)
+    config = _PATH_STYLE if service == "s3" and endpoint_url else _CONFIG
+    made = boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
     if call_log:
         _record_calls(made, service, component, Path(call_log))
     return made

@@ -81,6 +81,8 @@ class Settings:
     aws_region: str = "us-east-1"
     #: Endpoint override for every AWS client (moto in tests and locally).
     aws_endpoint_url: str | None = None
+    #: Endpoint override for S3 alone (SeaweedFS in tests and locally); default: ``aws_endpoint_url``.
+    aws_endpoint_url_s3: str | None = None
     database_url: str | None = None
     database_secret_arn: str | None = None
     #: TLS of connections built from the secret (on AWS): verify the server against the RDS CA.
@@ -190,6 +192,7 @@ def load_settings(env: Mapping[str, str] | None = None, sections: Iterable[str] 
     settings = Settings(
         aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         aws_endpoint_url=get("AWS_ENDPOINT_URL") or None,
+        aws_endpoint_url_s3=get("AWS_ENDPOINT_URL_S3") or None,
         database_url=database_url,
         database_secret_arn=database_secret_arn,
         database_sslmode=sslmode,

@@ -113,7 +113,10 @@ def test_given_storage_failing_when_starting_an_upload_then_503_and_the_record_i
 ) -> None:
     import psycopg
 
-    deps.settings = replace(deps.settings, input_bucket="no-such-bucket-anywhere")
+    from runtime.local.postgres import free_port
+
+    # nothing listens there: S3 is unreachable (SeaweedFS, unlike S3, would create a missing bucket)
+    deps.settings = replace(deps.settings, aws_endpoint_url_s3=f"http://127.0.0.1:{free_port()}")
     response = alice.call(
         "POST",
         "/media/upload",

@@ -1,67 +1,19 @@
-"""The local platform's and CLI's parts that need no running platform: the S3 mirror (on the
-moto server fixture), operation parsing, the config file, URL precedence, and refusals at
+"""The local platform's and CLI's parts that need no running platform: operation parsing, the
+config file, URL precedence, and refusals at
 ``local up`` that must leave nothing behind."""
 
 from __future__ import annotations
 
 import socket
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runtime.local import s3state
 from runtime.local.cli import build_operations, main, parse_op
 from runtime.local.client import ApiError, CliConfig, Credentials, _relative_name, _uris, resolve_api_url
 from runtime.local.platform import Platform, PlatformError, run_foreground
 from runtime.local.postgres import PostgresServer, embedded_bin_dir, find_bin_dir
-from runtime.shared.aws import client
-from runtime.shared.settings import load_settings
-
-
-@pytest.fixture()
-def s3(moto_endpoint: str) -> Any:
-    return client("s3", load_settings({"TRANSCODEX_AWS_ENDPOINT_URL": moto_endpoint, "AWS_REGION": "us-east-1"}))
-
-
-@pytest.fixture()
-def bucket(s3: Any) -> str:
-    name = f"mirror-{uuid.uuid4().hex[:10]}"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
-def test_given_mirrored_objects_when_moto_loses_them_then_restore_puts_back_bodies_and_content_types(
-    s3: Any, bucket: str, tmp_path: Path
-) -> None:
-    s3.put_object(Bucket=bucket, Key="output/u/j/hls/master.m3u8", Body=b"#EXTM3U\n", ContentType="application/x")
-    s3.put_object(Bucket=bucket, Key="input/u/a b/ü.jpg", Body=b"\xff\xd8jpeg", ContentType="image/jpeg")
-    first = s3state.sync(s3, [bucket], tmp_path)
-    for key in ("output/u/j/hls/master.m3u8", "input/u/a b/ü.jpg"):
-        s3.delete_object(Bucket=bucket, Key=key)
-
-    restored = s3state.restore(s3, tmp_path)
-
-    assert (first.downloaded, first.total, restored) == (2, 2, 2)
-    head = s3.head_object(Bucket=bucket, Key="input/u/a b/ü.jpg")
-    assert head["ContentType"] == "image/jpeg"
-    assert s3.get_object(Bucket=bucket, Key="output/u/j/hls/master.m3u8")["Body"].read() == b"#EXTM3U\n"
-
-
-def test_given_a_mirror_when_synced_again_then_only_changes_are_copied_and_deleted_keys_dropped(
-    s3: Any, bucket: str, tmp_path: Path
-) -> None:
-    s3.put_object(Bucket=bucket, Key="a", Body=b"1")
-    s3.put_object(Bucket=bucket, Key="b", Body=b"2")
-    s3state.sync(s3, [bucket], tmp_path)
-    s3.put_object(Bucket=bucket, Key="b", Body=b"changed")
-    s3.delete_object(Bucket=bucket, Key="a")
-
-    again = s3state.sync(s3, [bucket], tmp_path)
-
-    assert (again.downloaded, again.removed, again.total) == (1, 1, 1)
-    assert len(list((tmp_path / "blobs").iterdir())) == 1
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ leftovers.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -370,4 +371,55 @@ def test_given_a_finished_job_when_the_platform_restarts_then_state_survives_and
         ports += list(second.state["ports"].values())
     finally:
         assert second.stop() == 0
+    assert owned_processes(data_dir, sessions, ports) == []
+
+
+def _kill_everything(running: RunningPlatform) -> set[int]:
+    """SIGKILL the supervisor and every process group it started (children, workers, PostgreSQL)."""
+    sessions = _sessions(running)
+    pidfile = running.data_dir / "postgres" / "pgdata" / "postmaster.pid"
+    sessions.add(int(pidfile.read_text().split()[0]))
+    for sid in sessions:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(sid, signal.SIGKILL)
+    running.process.wait(30)
+    return sessions
+
+
+def test_given_a_finished_and_a_running_job_when_everything_is_killed_then_outputs_survive_and_nothing_is_stuck(
+    workdir: Path, tmp_path: Path, media: dict[str, Path]
+) -> None:
+    data_dir = workdir / "durability"
+    first = start_platform(data_dir)
+    try:
+        user = new_user(first.api_url)
+        done, files = run_to_end(user, media["clip"], LADDER_OPS, tmp_path / "before")
+        running_id = job_id_of(user.submit_file(media["long"], LADDER_OPS))
+        deadline = time.monotonic() + 60
+        while user.status(running_id)["status"] != "RUNNING":
+            assert time.monotonic() < deadline, user.status(running_id)
+            time.sleep(0.05)
+        ports = list(first.state["ports"].values())
+    finally:
+        sessions = _kill_everything(first)  # no shutdown path runs: SIGKILL, as a crash would
+    assert owned_processes(data_dir, sessions, ports) == []
+
+    second = start_platform(data_dir)
+    try:
+        again = Client(second.api_url, user.creds)
+        assert again.status(job_id_of(done))["status"] == "SUCCEEDED"
+        after = again.download(job_id_of(done), tmp_path / "after")
+        interrupted = again.wait(running_id, timeout_s=240, interval_s=0.5)
+        sessions |= _sessions(second)
+        ports += list(second.state["ports"].values())
+    finally:
+        assert second.stop() == 0
+    before_bytes = {str(p.relative_to(tmp_path / "before")): p.read_bytes() for p in files}
+    after_bytes = {str(p.relative_to(tmp_path / "after")): p.read_bytes() for p in after}
+    assert len(before_bytes) > 3 and after_bytes == before_bytes
+    assert interrupted["status"] in ("SUCCEEDED", "FAILED"), interrupted
+    if interrupted["status"] == "FAILED":
+        assert interrupted["error"]["code"], interrupted
+    else:
+        assert interrupted["outputs"], interrupted
     assert owned_processes(data_dir, sessions, ports) == []

@@ -24,6 +24,7 @@ def _env(settings: Any, **extra: str) -> dict[str, str]:
             "TRANSCODEX_INPUT_BUCKET": settings.input_bucket,
             "TRANSCODEX_OUTPUT_BUCKET": settings.output_bucket,
             "TRANSCODEX_AWS_ENDPOINT_URL": settings.aws_endpoint_url,
+            "TRANSCODEX_AWS_ENDPOINT_URL_S3": settings.aws_endpoint_url_s3,
             **extra,
         }
     )
