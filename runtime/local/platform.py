@@ -229,6 +229,7 @@ class Platform:
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.seaweed: SeaweedServer | None = None
+        self._saved_aws_env: dict[str, str] | None = None
         self._lock_file: IO[str] | None = None
         self._sink: LogSink | None = None
         self._log_handler: logging.Handler | None = None
@@ -395,6 +396,8 @@ class Platform:
         # moto: SQS
         # This process's own boto3 clients need the dummy credentials; the TRANSCODEX_* settings go to
         # children explicitly, so an embedding process (the demo, tests) keeps its environment.
+        # Restored by stop(): an embedding process (tests) keeps its own S3 identity afterwards.
+        self._saved_aws_env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("AWS_")})
         moto = self.spawn(
             "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], MOTO_QUIET
@@ -538,6 +541,11 @@ class Platform:
                 log.exception("stopping PostgreSQL failed")
             self.postgres = None
         self._write_state(children={}, supervisor_pid=None)
+        if self._saved_aws_env is not None:
+            for key in [k for k in os.environ if k.startswith("AWS_")]:
+                del os.environ[key]
+            os.environ.update(self._saved_aws_env)
+            self._saved_aws_env = None
         log.info("platform stopped")
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)

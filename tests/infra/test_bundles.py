@@ -194,11 +194,13 @@ def test_given_each_bundle_when_run_under_the_runtimes_python_then_every_handler
 MIGRATE_PROBE = r"""
 import json, sys
 from runtime.dispatcher.migrate import handler
+from runtime.shared.migrate import content_hash
+shipped = content_hash()  # the hash the template carries: only it applies (a rollback's old one is a no-op)
 base = {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:provider",
         "ResponseURL": "https://cloudformation-custom-resource-response.example/",
         "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/Transcodex/1",
         "RequestId": "req-1", "LogicalResourceId": "Migrations", "ResourceType": "Custom::Migrations",
-        "ResourceProperties": {"ServiceToken": "x", "MigrationsHash": "h1"}}
+        "ResourceProperties": {"ServiceToken": "x", "MigrationsHash": shipped}}
 answers = [handler({**base, "RequestType": "Create"}, None),
            handler({**base, "RequestType": "Update", "PhysicalResourceId": "transcodex-migrations",
                     "OldResourceProperties": {"MigrationsHash": "h0"}}, None),
