@@ -216,16 +216,18 @@ def _settle_uploads(
     with db.connection() as conn:
         uploads = conn.execute(
             f"""SELECT id, object_key FROM uploads WHERE status = 'PENDING' AND created_at < {_CUTOFF}
-                ORDER BY created_at LIMIT %(limit)s""",
+                ORDER BY sweep_checked_at NULLS FIRST, created_at LIMIT %(limit)s""",
             {"now": now, "age": float(age), "limit": config.batch_limit},
         ).fetchall()
     for upload in uploads:
         upload_id = str(upload["id"])
         try:
             size = object_size(str(upload["object_key"]))
-        except Exception as err:  # unknown: decide on a later run
+        except Exception as err:  # unknown: decide on a later run, after the rows not tried yet
             report.errors += 1
             log.error("could not check a stale upload's object", extra={"upload_id": upload_id, "error": str(err)})
+            with db.connection() as conn:
+                conn.execute("UPDATE uploads SET sweep_checked_at = now() WHERE id = %s", (upload_id,))
             continue
         with db.connection() as conn:
             if size is None:

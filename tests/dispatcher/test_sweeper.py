@@ -5,6 +5,7 @@ object; fresh jobs and uploads, and a database with nothing to do, are left alon
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -296,6 +297,30 @@ def test_given_s3_errors_when_swept_then_the_upload_stays_pending_for_a_later_ru
     assert (report.changed, report.errors) == (0, 1)
     with db.connection() as conn:
         assert dbm.get_upload(conn, str(upload["id"]))["status"] == "PENDING"
+
+
+def test_given_failing_checks_filling_a_batch_when_swept_again_then_the_other_uploads_are_settled(
+    db: dbm.Database, user_id: str
+) -> None:
+    with db.connection() as conn:
+        failing = insert_upload(conn, user_id)
+        healthy = insert_upload(conn, user_id)
+    backdate(db, "uploads", failing["id"], created_at=timedelta(days=2))  # the oldest: first in line
+    backdate(db, "uploads", healthy["id"], created_at=timedelta(days=1))
+
+    def size(key: str) -> int | None:
+        if key == failing["object_key"]:
+            raise RuntimeError("503 Slow Down")
+        return None
+
+    one = replace(CONFIG, batch_limit=1)
+    first = sweep(db, one, send_job=lambda body: None, object_size=size)
+    second = sweep(db, one, send_job=lambda body: None, object_size=size)
+
+    assert (first.errors, first.uploads_expired) == (1, [])
+    assert (second.errors, second.uploads_expired) == (0, [str(healthy["id"])])
+    with db.connection() as conn:
+        assert dbm.get_upload(conn, str(failing["id"]))["status"] == "PENDING"
 
 
 # --- the Lambda handler and its configuration ---------------------------------------------------------
