@@ -125,7 +125,7 @@ def seaweed() -> Iterator[object]:
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(timeout_s=2)  # throwaway data: no need to wait out its slow SIGTERM
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import os
 import sys
 import threading
@@ -113,8 +114,17 @@ def _record_calls(made: Any, service: str, bound_component: str | None, director
     """Hook ``made`` so every call (and presigned URL) appends a line to ``directory``.
 
     The component is the one declared where the call runs; calls from threads the code did not
-    start itself (s3transfer's pool) carry the component the client was created under."""
-    directory.mkdir(parents=True, exist_ok=True)
+    start itself (s3transfer's pool) carry the component the client was created under.
+    Recording never breaks a call: where the directory cannot be made (a worker container,
+    which sees none of the host's folders), nothing is recorded."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        logging.getLogger("transcodex.aws").warning(
+            "AWS call recording is off: cannot write its directory",
+            extra={"directory": str(directory), "error": str(err)},
+        )
+        return
     made.meta.events.register(
         "provide-client-params", partial(_on_call, service=service, bound=bound_component, directory=directory)
     )
@@ -167,7 +177,7 @@ def _write(
     if presigned:
         record["presigned"] = presigned
     line = json.dumps(record, sort_keys=True) + "\n"
-    with _write_lock, open(directory / f"calls-{os.getpid()}.jsonl", "a", encoding="utf-8") as out:
+    with _write_lock, suppress(OSError), open(directory / f"calls-{os.getpid()}.jsonl", "a") as out:
         out.write(line)
 
 

@@ -71,7 +71,7 @@ def test_given_component_identities_when_acting_then_only_their_bucket_actions_p
         with pytest.raises(ClientError) as api_write:
             api.put_object(Bucket="out-bucket", Key="output/u/j/b", Body=b"1")
     finally:
-        server.stop()
+        server.stop(timeout_s=2)
     assert refused.value.response["Error"]["Code"] == "AccessDenied"
     assert missing.value.response["Error"]["Code"] == "404"
     assert api_write.value.response["Error"]["Code"] == "AccessDenied"
@@ -89,7 +89,7 @@ def test_given_stored_objects_when_the_server_is_killed_and_restarted_then_bytes
     try:
         again = second.client("admin").get_object(Bucket="durable", Key="output/u/j/seg.ts")["Body"].read()
     finally:
-        second.stop()
+        second.stop(timeout_s=2)
     assert hashlib.sha256(again).hexdigest() == hashlib.sha256(body).hexdigest()
 
 
