@@ -61,6 +61,7 @@ class LocalDispatcher:
         the sweeper's TRANSCODEX_SWEEP_* thresholds are read from it (default: this process's).
         ``worker_image``: run each worker inside that image (podman/docker) instead of as a module."""
         self.settings = settings
+        self.worker_image = worker_image
         self.db = dbm.Database(dbm.database_url(settings), max_size=4)
         container: tuple[str, ...] = ()
         if worker_image:
@@ -104,6 +105,11 @@ class LocalDispatcher:
                 continue
             if task_arn and task_arn.startswith(LOCAL_PREFIX):
                 _kill_orphan_worker(task_arn, job_id)
+            if self.worker_image:
+                from runtime.local.images import remove_container
+
+                if remove_container(job_id):
+                    log.warning("removed a worker container left by the previous run", extra={"job_id": job_id})
             stopped = core.StoppedTask(
                 task_id=task_arn or "",
                 job_id=job_id,

@@ -266,6 +266,26 @@ CONTAINER_ENV_PREFIXES = ("TRANSCODEX_", "AWS_")
 CONTAINER_ENV_NAMES = ("JOB_ID", "PYTHONUNBUFFERED")
 
 
+def container_name(job_id: str) -> str:
+    """The worker container's name: one per job, so a leftover can be found by its job."""
+    return f"transcodex-worker-{job_id}"
+
+
+def remove_container(job_id: str) -> bool:
+    """Force-remove the worker container of ``job_id`` if one is left (a supervisor killed with
+    SIGKILL leaves its container running under the engine); True when one was removed."""
+    try:
+        eng = engine()
+    except SystemExit:
+        return False  # no engine on this machine: no container can exist
+    wait = ["--time", "0"] if eng == "podman" else []
+    proc = subprocess.run(
+        [eng, "rm", "-f", *wait, container_name(job_id)],
+        capture_output=True, text=True, env=engine_env(), timeout=60,
+    )  # fmt: skip
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
 def container_worker_argv(image: str, env: dict[str, str] | None = None, eng: str | None = None) -> tuple[str, ...]:
     """``podman run`` of the worker image for one job (``{job_id}`` is replaced by the launcher).
 
@@ -275,7 +295,7 @@ def container_worker_argv(image: str, env: dict[str, str] | None = None, eng: st
     """
     eng = eng or engine()
     names = sorted({*(n for n in (env or {}) if n.startswith(CONTAINER_ENV_PREFIXES)), *CONTAINER_ENV_NAMES})
-    argv = [eng, "run", "--rm", "--network=host", "--name", "transcodex-worker-{job_id}"]
+    argv = [eng, "run", "--rm", "--network=host", "--name", container_name("{job_id}")]
     if eng == "podman":
         argv.append("--pull=never")
     for name in names:

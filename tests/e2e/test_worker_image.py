@@ -8,6 +8,7 @@ environment the ECS task definition gives it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import re
 import shutil
@@ -176,3 +177,55 @@ def test_given_workers_in_the_image_when_a_1080p_ladder_runs_then_every_rung_is_
     heights = sorted(s["height"] for s in probe["streams"] if s["codec_type"] == "video")
     assert heights == [360, 720, 1080]
     assert float(probe["format"]["duration"]) == pytest.approx(4, abs=0.5)
+
+
+def _containers(name: str) -> list[str]:
+    proc = subprocess.run(
+        [images.engine(), "ps", "--all", "--filter", f"name={name}", "--format", "{{.Names}}"],
+        capture_output=True, text=True, env=images.engine_env(), timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_given_a_killed_supervisor_with_a_worker_in_the_image_when_up_again_then_the_container_is_removed(
+    worker_image: str, workdir: Path
+) -> None:
+    import os
+    import signal
+
+    import psycopg
+
+    data_dir = workdir / "orphan"
+    first = start_platform(data_dir, extra_args=("--worker-image", worker_image))
+    user = Client(first.api_url, timeout=60)
+    name = f"orp{uuid.uuid4().hex[:10]}"
+    user.signup("Orphan", name, f"{name}@example.com", "pw-" + name)
+    user.login(f"{name}@example.com", "pw-" + name)
+    source = make_video(workdir / "long.mp4", seconds=60, width=640, height=360)
+    job_id = job_id_of(user.submit_file(source, [{"op": "transcode", "renditions": ["360p"]}]))
+    deadline = time.monotonic() + 120
+    while user.status(job_id)["status"] != "RUNNING":
+        assert time.monotonic() < deadline, user.status(job_id)
+        time.sleep(0.1)
+    state = first.state
+    with psycopg.connect(state["database_url"]) as conn:
+        (task_arn,) = conn.execute("SELECT task_arn FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    groups = {first.process.pid, *(c["pid"] for c in state["children"].values()), int(task_arn.split(":")[1])}
+    groups.add(int((data_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0]))
+    for group in groups:  # SIGKILL, as a crash would: the engine keeps the container running
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    first.process.wait(30)
+    assert _containers(images.container_name(job_id)) == [images.container_name(job_id)]
+    # Frozen, so it cannot notice its job ended and exit by itself: only the cleanup can remove it.
+    subprocess.run([images.engine(), "pause", images.container_name(job_id)], check=True, env=images.engine_env())
+
+    second = start_platform(data_dir, extra_args=("--worker-image", worker_image))
+    try:
+        final = Client(second.api_url, user.creds).wait(job_id, timeout_s=120, interval_s=0.5)
+        left = _containers(images.container_name(job_id))
+    finally:
+        second.stop()
+    assert left == []
+    assert final["status"] == "FAILED" and final["error"]["code"], final
