@@ -17,10 +17,10 @@ help: ## list targets
 system-deps: ## install ffmpeg, PostgreSQL server binaries and Node.js with apt-get when missing
 	@bash scripts/system-deps.sh
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet "pip>=24,<26.3"  # chalice requires pip<26.3
-	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet -r requirements.lock
 	$(PIP) install --quiet --no-deps -e .
 	@touch $@
 
@@ -30,6 +30,10 @@ node_modules/.installed: package.json package-lock.json
 
 .PHONY: setup
 setup: system-deps $(VENV)/.installed node_modules/.installed ## system packages, .venv and the pinned cdk CLI
+
+.PHONY: lock
+lock: $(VENV)/.installed ## regenerate every lock file from its requirements.txt (scripts/locks.py; asks PyPI)
+	$(PY) -m scripts.locks
 
 .PHONY: lint
 lint: $(VENV)/.installed ## ruff

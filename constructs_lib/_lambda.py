@@ -52,12 +52,13 @@ def runtime_function(
     log_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
 ) -> lambda_.Function:
     """A function whose bundle holds ``runtime/{shared,<component>}`` and the
-    dependencies of ``runtime/<component>/requirements.txt``, traced, in the VPC,
-    with its own log group.
+    dependencies pinned by ``runtime/<component>/requirements.lock`` (staged as the bundle's
+    ``requirements.txt``; scripts/locks.py makes it for the runtime's Python), traced, in the
+    VPC, with its own log group.
 
     The bundle is built by pip for the runtime's Python and architecture (no container), or
     in the SAM build image with Docker when pip cannot (``constructs_lib._bundling``)."""
-    requirements = runtime_path(component, "requirements.txt")
+    requirements = runtime_path(component, "requirements.lock")
     entry = stage_runtime(component, [component], {"requirements.txt": requirements})
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=log_retention, removal_policy=log_removal_policy)
     module = index.removesuffix(".py").replace("/", ".")

@@ -32,7 +32,7 @@ WORKER_IMAGE = "transcodex-worker"
 #: What goes into the worker image (the build context the Dockerfile copies from).
 WORKER_INPUTS = (
     "runtime/worker/Dockerfile",
-    "runtime/worker/requirements.txt",
+    "runtime/worker/requirements.lock",
     "runtime/__init__.py",
     "runtime/shared",
     "runtime/worker",

@@ -23,6 +23,8 @@ import pytest
 
 from runtime.local import images
 from runtime.local.client import Client, job_id_of
+from scripts import locks
+from scripts.locks import pins
 from tests.e2e.platform_proc import RunningPlatform, owned_processes, start_platform
 from tests.media import ffprobe, make_image, make_video
 
@@ -74,14 +76,17 @@ def test_given_the_built_image_when_asked_for_versions_then_libvips_and_ffmpeg_a
 
     out = in_image(
         worker_image,
-        "python -c 'import pyvips; print(pyvips.version(0), pyvips.version(1), pyvips.version(2))'; ffmpeg -version",
+        "python -c 'import pyvips, sys; print(pyvips.version(0), pyvips.version(1), pyvips.version(2)); "
+        'print(*sys.version_info[:2], sep=".")\'; ffmpeg -version',
     )
-    vips_line, ffmpeg_line = out.splitlines()[:2]
+    vips_line, python_line, ffmpeg_line = out.splitlines()[:3]
     assert vips_line.split() == [str(pyvips.version(i)) for i in range(3)]
     host_ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()[0]
     assert re.match(r"ffmpeg version \S+", ffmpeg_line)
     assert ffmpeg_line.split()[2] == host_ffmpeg.split()[2]
-    assert importlib.metadata.version("pyvips-binary") in (images.ROOT / "runtime/worker/requirements.txt").read_text()
+    worker_lock = next(lock for lock in locks.LOCKS if lock.name == "worker image")
+    assert pins(images.ROOT / worker_lock.output)["pyvips-binary"] == importlib.metadata.version("pyvips-binary")
+    assert python_line == worker_lock.python  # the lock was resolved for the image's Python
 
 
 @pytest.fixture(scope="module")

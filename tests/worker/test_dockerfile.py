@@ -49,15 +49,17 @@ def test_given_entrypoint_when_imported_then_module_and_its_main_exist() -> None
     assert callable(module.main)
 
 
-def test_given_worker_requirements_when_read_then_exact_pins_for_what_the_worker_imports() -> None:
+def test_given_the_worker_lock_when_read_then_it_pins_what_the_worker_imports_and_the_image_installs_it() -> None:
     lines = [
-        line.strip()
-        for line in (ROOT / "runtime" / "worker" / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
+        line.split(" ;")[0].strip()
+        for line in (ROOT / "runtime" / "worker" / "requirements.lock").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
     ]
     names = {re.split(r"[<>=\[]", line)[0].lower() for line in lines}
     assert {"boto3", "pyvips", "pyvips-binary", "ffmpeg-python", "psycopg", "psycopg-pool"} <= names
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][^ ]*", line) for line in lines), lines
+    run = " ".join(args for op, args in _instructions() if op == "RUN")
+    assert "-r /app/runtime/worker/requirements.lock" in run
 
 
 def test_given_hadolint_when_linting_dockerfile_then_clean() -> None:
@@ -81,11 +83,11 @@ def test_given_the_image_pins_when_compared_with_the_test_environment_then_they_
     """The image must run what the tests run: a pin that drifts from the installed version fails here."""
     import importlib.metadata
 
+    from scripts.locks import pins
+
     drift = {}
-    for line in (ROOT / "runtime" / "worker" / "requirements.txt").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, version = line.strip().split("==")
-            installed = importlib.metadata.version(name)
-            if installed != version:
-                drift[name] = (version, installed)
-    assert drift == {}, f"runtime/worker/requirements.txt pin -> installed: {drift}"
+    for name, version in pins(ROOT / "runtime" / "worker" / "requirements.lock").items():
+        installed = importlib.metadata.version(name)
+        if installed != version:
+            drift[name] = (version, installed)
+    assert drift == {}, f"runtime/worker/requirements.lock pin -> installed: {drift}"
