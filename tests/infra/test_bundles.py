@@ -7,11 +7,13 @@ Lambda's limits: 250 MB unzipped, 50 MB zipped (direct upload).
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from typing import Any
 import pytest
 
 from constructs_lib._lambda import LAMBDA_RUNTIME
+from runtime.local import images
 from stacks.app import create_app
+from tests.dispatcher import conftest as dispatcher_fixtures
 
 # One xdist worker runs every test that drives podman (these and tests/e2e's image test): two
 # podman processes building and running at once on one storage contend for its locks.
@@ -28,20 +32,37 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 UNZIPPED_LIMIT_MB = 250
 ZIPPED_LIMIT_MB = 50
 
+# The dispatcher tests' moto ECS cluster, job factory, queue and handler environment.
+ecs = dispatcher_fixtures.ecs
+ecs_settings = dispatcher_fixtures.ecs_settings
+lambda_env = dispatcher_fixtures.lambda_env
+make_job = dispatcher_fixtures.make_job
+queue = dispatcher_fixtures.queue
+
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def functions(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """Every Lambda function of a bundled synth: logical id, runtime, handler and asset folder."""
     outdir = tmp_path_factory.mktemp("bundled")
     app, stack = create_app(skip_bundling=False, outdir=str(outdir), context={"aws:cdk:enable-asset-metadata": True})
     assembly = app.synth()
     template = json.loads(Path(assembly.directory, stack.template_file).read_text())
-    found = []
-    for logical_id, resource in template["Resources"].items():
-        if resource["Type"] != "AWS::Lambda::Function" or resource["Properties"].get("Runtime") != LAMBDA_RUNTIME.name:
-            continue  # the CDK's own provider framework functions are not ours
-        asset = Path(assembly.directory, resource["Metadata"]["aws:asset:path"])
-        found.append({"id": logical_id, "handler": resource["Properties"]["Handler"], "dir": asset})
-    return found
+    return [
+        {
+            "id": logical_id,
+            "runtime": resource["Properties"].get("Runtime"),
+            "handler": resource["Properties"].get("Handler"),
+            "dir": Path(assembly.directory, resource["Metadata"]["aws:asset:path"]),
+        }
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    ]
+
+
+@pytest.fixture(scope="module")
+def bundles(functions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Our functions (the CDK's own provider framework functions are not ours)."""
+    return [f for f in functions if f["runtime"] == LAMBDA_RUNTIME.name]
 
 
 def _size_mb(folder: Path) -> float:
@@ -148,8 +169,6 @@ print(json.dumps(result))
 
 @pytest.fixture(scope="module")
 def lambda_python() -> str:
-    from runtime.local import images
-
     if shutil.which("podman") is None and shutil.which("docker") is None:
         pytest.skip("needs podman (scripts/system-deps.sh installs it) or docker")
     return images.build_lambda_python_image(LAMBDA_RUNTIME.name.removeprefix("python"))
@@ -172,8 +191,6 @@ def _as_lambda_unpacks_it(folder: Path, into: Path) -> Path:
 def test_given_each_bundle_when_run_under_the_runtimes_python_then_every_handler_imports_and_the_api_answers(
     bundles: list[dict[str, Any]], lambda_python: str, tmp_path: Path
 ) -> None:
-    from runtime.local import images
-
     by_dir: dict[Path, list[str]] = {}
     for bundle in bundles:
         by_dir.setdefault(bundle["dir"], []).append(bundle["handler"])
@@ -197,106 +214,325 @@ def test_given_each_bundle_when_run_under_the_runtimes_python_then_every_handler
             assert json.loads(result["health"]["body"]) == {"status": "ok"}
 
 
-MIGRATE_PROBE = r"""
-import json, sys
-from runtime.dispatcher.migrate import handler
-from runtime.shared.migrate import content_hash
-shipped = content_hash()  # the hash the template carries: only it applies (a rollback's old one is a no-op)
-base = {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:provider",
-        "ResponseURL": "https://cloudformation-custom-resource-response.example/",
-        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/Transcodex/1",
-        "RequestId": "req-1", "LogicalResourceId": "Migrations", "ResourceType": "Custom::Migrations",
-        "ResourceProperties": {"ServiceToken": "x", "MigrationsHash": shipped}}
-answers = [handler({**base, "RequestType": "Create"}, None),
-           handler({**base, "RequestType": "Update", "PhysicalResourceId": "transcodex-migrations",
-                    "OldResourceProperties": {"MigrationsHash": "h0"}}, None),
-           handler({**base, "RequestType": "Delete", "PhysicalResourceId": "transcodex-migrations"}, None)]
-print(json.dumps(answers))
+#: Run inside the Lambda-Python stand-in as Lambda runs a handler: ``argv[1]`` is a JSON list of
+#: ``[handler, event]``; each answer is ``{"Payload": result}``, or, when the handler raises,
+#: ``{"FunctionError": "Unhandled", "Payload": {errorMessage, errorType, stackTrace}}`` as Invoke returns.
+INVOKE = LAMBDA_CONTEXT + r"""
+import importlib, json, sys, traceback
+answers = []
+for spec, event in json.loads(sys.argv[1]):
+    module, attr = spec.rsplit(".", 1)
+    try:
+        answers.append({"Payload": getattr(importlib.import_module(module), attr)(event, Context())})
+    except Exception as error:
+        answers.append({"FunctionError": "Unhandled", "Payload": {
+            "errorMessage": str(error), "errorType": type(error).__name__,
+            "stackTrace": traceback.format_tb(error.__traceback__)}})
+print(json.dumps(answers, default=str))
 """
+#: What every invocation sees, as in a function's execution environment (dummy keys: the moto
+#: and SeaweedFS endpoints take any).
+LAMBDA_ENV = {
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}
 
 
-def test_given_the_migrations_bundle_when_cfn_events_arrive_under_the_runtimes_python_then_schema_applied(
-    bundles: list[dict[str, Any]], lambda_python: str, postgres_server: Any, tmp_path: Path
-) -> None:
-    import psycopg
+def _bundle_of(bundles: list[dict[str, Any]], handler: str, into: Path) -> Path:
+    """The bundle that holds ``handler``, unpacked as Lambda unpacks it."""
+    return _as_lambda_unpacks_it(next(b["dir"] for b in bundles if b["handler"] == handler), into)
 
-    from runtime.local import images
 
-    url = postgres_server.create_database(f"bundle_{tmp_path.name[-8:].replace('-', '_').lower()}")
-    folder = next(b["dir"] for b in bundles if b["handler"] == "runtime.dispatcher.migrate.handler")
-    task = _as_lambda_unpacks_it(folder, tmp_path / "task")
+def _invoke_argv(task: Path, image: str, env: dict[str, str]) -> list[str]:
+    """``run`` of the runtime's Python on an unpacked bundle: host networking (PostgreSQL, moto
+    and SeaweedFS listen on 127.0.0.1); the calls come as the last argument (see INVOKE)."""
+    flags = [arg for name, value in {**LAMBDA_ENV, **env}.items() for arg in ("-e", f"{name}={value}")]
+    return [images.engine(), "run", "--rm", "--pull=never", "--network=host",
+            "-v", f"{task}:/var/task:ro,z", *flags, image, "-c", INVOKE]  # fmt: skip
+
+
+def _invoke(task: Path, image: str, env: dict[str, str], *calls: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
     proc = subprocess.run(
-        [images.engine(), "run", "--rm", "--pull=never", "--network=host",  # the test PostgreSQL on 127.0.0.1
-         "-v", f"{task}:/var/task:ro,z", "-e", f"TRANSCODEX_DATABASE_URL={url}",
-         "-e", "AWS_REGION=us-east-1", "-e", "AWS_EC2_METADATA_DISABLED=true",
-         lambda_python, "-c", MIGRATE_PROBE],
+        [*_invoke_argv(task, image, env), json.dumps(calls)],
         capture_output=True, text=True, env=images.engine_env(), timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    create, update, delete = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    assert create["PhysicalResourceId"] == update["PhysicalResourceId"] == delete["PhysicalResourceId"]
-    assert create["Data"]["Applied"] and update["Data"]["Applied"] == ""  # Update finds nothing pending
-    with psycopg.connect(url) as conn:
+
+def _sqs_record(message_id: str, body: str, queue_arn: str, receive_count: int = 1) -> dict[str, Any]:
+    return {"messageId": message_id, "receiptHandle": "rh-" + message_id, "body": body,
+            "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1700000000000",
+                           "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1700000000001"},
+            "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn, "awsRegion": "us-east-1"}  # fmt: skip
+
+
+def test_given_the_dispatcher_bundle_when_an_sqs_batch_arrives_under_the_runtimes_python_then_bad_records_fail_alone(
+    bundles: list[dict[str, Any]], lambda_python: str, ecs: Any, ecs_settings: Any, db: Any, make_job: Any,
+    queue: Any, tmp_path: Path,
+) -> None:  # fmt: skip
+    from runtime.shared.status import JobStatus
+    from tests.dispatcher.conftest import body_for, cluster_tasks, get_job, settings_env
+
+    job = make_job()
+    [bad_id] = queue.send("{not json")
+    queue.send(body_for(job))
+    event = queue.event(queue.receive(expect=2))  # the batch Lambda's event source mapping delivers
+    task = _bundle_of(bundles, "runtime.dispatcher.handler.handle_sqs", tmp_path / "task")
+
+    [answer] = _invoke(task, lambda_python, settings_env(ecs_settings),
+                       ("runtime.dispatcher.handler.handle_sqs", event))  # fmt: skip
+
+    assert answer == {"Payload": {"batchItemFailures": [{"itemIdentifier": bad_id}]}}
+    [run] = cluster_tasks(ecs, ecs_settings)  # moto's ECS: RunTask made by the bundle's boto3 call
+    stored = get_job(db, job["id"])
+    assert (stored["status"], stored["task_arn"], stored["dispatch_count"]) == (JobStatus.DISPATCHED, run["taskArn"], 1)
+    [override] = run["overrides"]["containerOverrides"]
+    assert {"name": "JOB_ID", "value": str(job["id"])} in override["environment"]
+
+
+def test_given_a_running_job_when_its_task_stopped_event_arrives_under_the_runtimes_python_then_it_fails_with_reason(
+    bundles: list[dict[str, Any]], lambda_python: str, lambda_env: Any, ecs: Any, ecs_settings: Any, db: Any,
+    make_job: Any, queue: Any, tmp_path: Path,
+) -> None:  # fmt: skip
+    from runtime.dispatcher import handler
+    from runtime.shared import db as dbm
+    from runtime.shared.status import ErrorCode, JobStatus
+    from tests.dispatcher.conftest import body_for, cluster_tasks, get_job, settings_env, stopped_event
+
+    job = make_job()
+    queue.send(body_for(job))
+    assert handler.handle_sqs(queue.event(queue.receive(expect=1)), None) == {"batchItemFailures": []}
+    [run] = cluster_tasks(ecs, ecs_settings)
+    with db.connection() as conn:
+        assert dbm.transition(conn, str(job["id"]), JobStatus.RUNNING) is not None
+    event = stopped_event(
+        run, stopCode="EssentialContainerExited", stoppedReason="Essential container in task exited",
+        containers=[{"name": "worker", "lastStatus": "STOPPED", "exitCode": 2}],
+    )  # fmt: skip
+    task = _bundle_of(bundles, "runtime.dispatcher.handler.handle_task_state_change", tmp_path / "task")
+
+    [answer] = _invoke(task, lambda_python, settings_env(ecs_settings),
+                       ("runtime.dispatcher.handler.handle_task_state_change", event))  # fmt: skip
+
+    assert answer == {"Payload": {"failed": True, "job_id": str(job["id"])}}
+    stored = get_job(db, job["id"])
+    assert (stored["status"], stored["error_code"]) == (JobStatus.FAILED, ErrorCode.TASK_STOPPED)
+    assert "exited with code 2" in stored["error_message"]
+
+
+def test_given_dead_letters_and_a_running_task_when_they_arrive_under_the_runtimes_python_then_only_stops_settle(
+    bundles: list[dict[str, Any]], lambda_python: str, database_url: str, db: Any, make_job: Any, tmp_path: Path
+) -> None:
+    from tests.dispatcher.conftest import body_for, get_job
+
+    job = make_job()
+    dlq_arn = "arn:aws:sqs:us-east-1:123456789012:transcodex-jobs-dlq"
+    dead = {"Records": [_sqs_record("m1", body_for(job), dlq_arn, receive_count=5)]}
+    running = {"version": "0", "id": "e1", "detail-type": "ECS Task State Change", "source": "aws.ecs",
+               "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+               "resources": ["arn:aws:ecs:us-east-1:123456789012:task/c/abc"],
+               "detail": {"lastStatus": "RUNNING", "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/abc",
+                          "containers": [{"name": "worker", "exitCode": None}],
+                          "overrides": {"containerOverrides": [{"name": "worker",
+                                         "environment": [{"name": "JOB_ID", "value": str(job["id"])}]}]}}}  # fmt: skip
+    task = _bundle_of(bundles, "runtime.dispatcher.handler.handle_dlq", tmp_path / "task")
+
+    dlq, task_running = _invoke(
+        task, lambda_python, {"TRANSCODEX_DATABASE_URL": database_url},
+        ("runtime.dispatcher.handler.handle_dlq", dead),
+        ("runtime.dispatcher.handler.handle_task_state_change", running),
+    )  # fmt: skip
+
+    assert dlq == {"Payload": {"batchItemFailures": []}}
+    assert task_running["Payload"]["failed"] is False  # only STOPPED tasks settle a job
+    stored = get_job(db, job["id"])
+    assert (stored["status"], stored["error_code"]) == ("FAILED", "DISPATCH_FAILED")
+
+
+def test_given_stale_rows_when_the_scheduled_event_arrives_under_the_runtimes_python_then_the_sweeper_settles_them(
+    bundles: list[dict[str, Any]], lambda_python: str, settings: Any, db: Any, tmp_path: Path
+) -> None:
+    from runtime.shared import db as dbm
+    from runtime.shared.aws import client
+    from runtime.shared.status import ErrorCode, JobStatus
+    from tests.dispatcher.conftest import get_job
+    from tests.factories import insert_job, insert_upload, insert_user
+
+    with db.connection() as conn:
+        user_id = insert_user(conn)
+        arrived, abandoned = insert_upload(conn, user_id), insert_upload(conn, user_id)
+        lost = insert_job(conn, user_id=user_id)
+        dbm.transition(conn, str(lost["id"]), JobStatus.RUNNING)
+        # a day old: past the URL lifetime and grace, past the worker's wall time and grace
+        conn.execute("UPDATE uploads SET created_at = now() - interval '1 day' WHERE id = ANY(%s)",
+                     ([arrived["id"], abandoned["id"]],))  # fmt: skip
+        conn.execute("UPDATE jobs SET started_at = now() - interval '1 day' WHERE id = %s", (lost["id"],))
+    client("s3", settings).put_object(Bucket=settings.input_bucket, Key=arrived["object_key"], Body=b"x" * 321)
+    scheduled = {"version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+                 "source": "aws.events", "account": "123456789012", "time": "2026-01-01T00:00:00Z",
+                 "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/transcodex-sweep"],
+                 "detail": {}}  # fmt: skip
+    env = {
+        "TRANSCODEX_DATABASE_URL": settings.database_url,
+        "TRANSCODEX_QUEUE_URL": settings.queue_url,
+        "TRANSCODEX_INPUT_BUCKET": settings.input_bucket,
+        "TRANSCODEX_AWS_ENDPOINT_URL": settings.aws_endpoint_url,
+        "TRANSCODEX_AWS_ENDPOINT_URL_S3": settings.aws_endpoint_url_s3,
+    }
+    task = _bundle_of(bundles, "runtime.dispatcher.handler.handle_sweep", tmp_path / "task")
+
+    [answer] = _invoke(task, lambda_python, env, ("runtime.dispatcher.handler.handle_sweep", scheduled))
+
+    assert answer == {"Payload": {"requeued": 0, "timed_out": 1, "uploads_completed": 1, "uploads_expired": 1,
+                                  "errors": 0}}  # fmt: skip
+    stored = get_job(db, lost["id"])
+    assert (stored["status"], stored["error_code"]) == (JobStatus.FAILED, ErrorCode.TIMEOUT)
+    with db.connection() as conn:
+        settled = {u["id"]: dbm.get_upload(conn, str(u["id"])) for u in (arrived, abandoned)}
+    assert (settled[arrived["id"]]["status"], settled[arrived["id"]]["size_bytes"]) == ("UPLOADED", 321)
+    assert settled[abandoned["id"]]["status"] == "EXPIRED"
+
+
+# --- migrations: CloudFormation, the CDK's provider framework, the bundle ----------------------
+
+#: Stand-ins the CDK's provider framework (framework.js, from the synthesized assembly) is run
+#: with under Node: the Lambda service's Invoke runs the migrations bundle under the runtime's
+#: Python (INVOKE); CloudFormation's response URL, an https address on port 443, is sent to the
+#: test's HTTP server instead (the framework's PUT is otherwise unchanged).
+FAKE_LAMBDA_CLIENT = r"""
+const { spawnSync } = require("child_process");
+class Lambda {
+  async invoke(request) {
+    const argv = JSON.parse(process.env.TEST_INVOKE_ARGV);
+    const calls = JSON.stringify([[process.env.TEST_HANDLER, JSON.parse(request.Payload)]]);
+    const proc = spawnSync(argv[0], [...argv.slice(1), calls], { encoding: "utf8", maxBuffer: 1 << 26 });
+    if (proc.status !== 0) throw new Error(`invoke failed: ${proc.stderr}`);
+    const [answer] = JSON.parse(proc.stdout.trim().split("\n").pop());
+    const payload = Buffer.from(JSON.stringify(answer.Payload));
+    return { StatusCode: 200, FunctionError: answer.FunctionError, Payload: payload };
+  }
+}
+module.exports = { Lambda, waitUntilFunctionActiveV2: async () => ({}) };
+"""
+FAKE_SFN_CLIENT = 'module.exports = { SFN: class { async startExecution() { throw new Error("no waiter"); } } };\n'
+REDIRECT_RESPONSE = r"""
+const http = require("http"), https = require("https");
+https.request = (options, callback) =>
+  http.request({ ...options, hostname: "127.0.0.1", port: Number(process.env.TEST_RESPONSE_PORT) }, callback);
+"""
+RUN_FRAMEWORK = (
+    "require(process.argv[1]).onEvent(JSON.parse(process.argv[2]))"
+    ".then(() => process.exit(0), (e) => { console.error(e); process.exit(1); })"
+)
+
+
+class _Responses(http.server.BaseHTTPRequestHandler):
+    """CloudFormation's side of the response URL: records every PUT."""
+
+    received: list[dict[str, Any]]
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def cfn_responses() -> Any:
+    """An HTTP server on 127.0.0.1 standing in for the response URL; yields (port, received)."""
+    received: list[dict[str, Any]] = []
+    handler = type("Responses", (_Responses,), {"received": received})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_given_the_migrations_bundle_when_cloudformation_sends_create_update_delete_then_the_responses_say_so(
+    functions: list[dict[str, Any]], bundles: list[dict[str, Any]], lambda_python: str, postgres_server: Any,
+    cfn_responses: tuple[int, list[dict[str, Any]]], tmp_path: Path,
+) -> None:  # fmt: skip
+    import psycopg
+
+    from runtime.shared.migrate import content_hash, discover
+    from scripts.jsii_node import PINNED_NODE
+
+    node = str(PINNED_NODE) if PINNED_NODE.is_file() else shutil.which("node")
+    if node is None:
+        pytest.skip("needs node (the CDK's provider framework is Node.js)")
+    port, received = cfn_responses
+    framework = next(f["dir"] for f in functions if f["handler"] == "framework.onEvent")
+    stubs = tmp_path / "node_path" / "@aws-sdk"
+    for name, text in (("client-lambda", FAKE_LAMBDA_CLIENT), ("client-sfn", FAKE_SFN_CLIENT)):
+        (stubs / name).mkdir(parents=True)
+        (stubs / name / "index.js").write_text(text)
+    (tmp_path / "redirect.js").write_text(REDIRECT_RESPONSE)
+    task = _bundle_of(bundles, "runtime.dispatcher.migrate.handler", tmp_path / "task")
+    good_db = postgres_server.create_database(f"cfn_{tmp_path.name[-8:].replace('-', '_').lower()}")
+    stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/Transcodex/6f1c2b70-0000-11f0-a000-0a1b2c3d4e5f"
+    properties = {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:provider",
+                  "MigrationsHash": content_hash()}  # fmt: skip
+
+    def cloudformation(request_type: str, url: str, **extra: Any) -> dict[str, Any]:
+        """Send one request through the framework; return the response CloudFormation got."""
+        request_id = f"{request_type.lower()}-{len(received)}"
+        event = {"RequestType": request_type, "ServiceToken": properties["ServiceToken"],
+                 "ResponseURL": f"https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/"
+                                f"{request_id}?X-Amz-Signature=abc",
+                 "StackId": stack, "RequestId": request_id, "LogicalResourceId": "MigrationsResource",
+                 "ResourceType": "Custom::TranscodexMigrations", "ResourceProperties": properties, **extra}  # fmt: skip
+        env = {
+            **images.engine_env(),
+            "NODE_PATH": str(tmp_path / "node_path"),
+            "USER_ON_EVENT_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:migrations",
+            "TEST_HANDLER": "runtime.dispatcher.migrate.handler",
+            "TEST_INVOKE_ARGV": json.dumps(_invoke_argv(task, lambda_python, {"TRANSCODEX_DATABASE_URL": url})),
+            "TEST_RESPONSE_PORT": str(port),
+        }
+        before = len(received)
+        proc = subprocess.run(
+            [node, "-r", str(tmp_path / "redirect.js"), "-e", RUN_FRAMEWORK, str(framework / "framework.js"),
+             json.dumps(event)],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        [response] = received[before:]
+        assert response["path"] == f"/{request_id}?X-Amz-Signature=abc"
+        return response["body"]
+
+    created = cloudformation("Create", good_db)
+    updated = cloudformation("Update", good_db, PhysicalResourceId=created["PhysicalResourceId"],
+                             OldResourceProperties={**properties, "MigrationsHash": "0" * 64})  # fmt: skip
+    deleted = cloudformation("Delete", good_db, PhysicalResourceId=created["PhysicalResourceId"])
+    failed = cloudformation("Create", "postgresql://transcodex:x@127.0.0.1:1/transcodex?connect_timeout=5")
+
+    common = {"StackId": stack, "LogicalResourceId": "MigrationsResource"}
+    assert created == {**common, "Status": "SUCCESS", "Reason": "SUCCESS", "RequestId": "create-0",
+                       "PhysicalResourceId": "transcodex-migrations",
+                       "Data": {"Applied": ",".join(m.version for m in discover())}}  # fmt: skip
+    assert updated == {**common, "Status": "SUCCESS", "Reason": "SUCCESS", "RequestId": "update-1",
+                       "PhysicalResourceId": "transcodex-migrations", "Data": {"Applied": ""}}  # fmt: skip
+    assert deleted == {**common, "Status": "SUCCESS", "Reason": "SUCCESS", "RequestId": "delete-2",
+                       "PhysicalResourceId": "transcodex-migrations"}  # fmt: skip
+    assert failed["Status"] == "FAILED" and failed["RequestId"] == "create-3"
+    assert failed["PhysicalResourceId"] == "AWSCDK::CustomResourceProviderFramework::CREATE_FAILED"
+    assert "127.0.0.1" in failed["Reason"] and "port 1 failed" in failed["Reason"], failed["Reason"]
+    with psycopg.connect(good_db) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"jobs", "uploads", "users"} <= tables  # Delete kept the schema
-
-
-DISPATCHER_PROBE = r"""
-import json, sys
-from runtime.dispatcher import handler
-job_id = sys.argv[1]
-class Context:
-    def get_remaining_time_in_millis(self):
-        return 60000
-def record(message_id, body):
-    return {"messageId": message_id, "receiptHandle": "rh-" + message_id, "body": body,
-            "attributes": {"ApproximateReceiveCount": "5", "SentTimestamp": "1700000000000"},
-            "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:transcodex-jobs-dlq", "awsRegion": "us-east-1"}
-body = json.dumps({"version": 1, "job_id": job_id})
-out = {"dlq": handler.handle_dlq({"Records": [record("m1", body)]}, Context())}
-running = {"version": "0", "id": "e1", "detail-type": "ECS Task State Change", "source": "aws.ecs",
-           "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
-           "resources": ["arn:aws:ecs:us-east-1:123456789012:task/c/abc"],
-           "detail": {"lastStatus": "RUNNING", "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/abc",
-                      "containers": [{"name": "worker", "exitCode": None}],
-                      "overrides": {"containerOverrides": [{"name": "worker",
-                                     "environment": [{"name": "JOB_ID", "value": job_id}]}]}}}
-out["task_running"] = handler.handle_task_state_change(running, Context())
-handler.reset()
-print(json.dumps(out))
-"""
-
-
-def test_given_the_dispatcher_bundle_when_aws_shaped_events_arrive_under_the_runtimes_python_then_jobs_settle(
-    bundles: list[dict[str, Any]], lambda_python: str, database_url: str, db: Any, tmp_path: Path
-) -> None:
-    import psycopg
-    from psycopg.rows import dict_row
-
-    from runtime.local import images
-    from tests.factories import insert_job
-
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-        job_id = str(insert_job(conn)["id"])
-    folder = next(b["dir"] for b in bundles if b["handler"] == "runtime.dispatcher.handler.handle_dlq")
-    task = _as_lambda_unpacks_it(folder, tmp_path / "task")
-    proc = subprocess.run(
-        [images.engine(), "run", "--rm", "--pull=never", "--network=host",  # the test PostgreSQL on 127.0.0.1
-         "-v", f"{task}:/var/task:ro,z", "-e", f"TRANSCODEX_DATABASE_URL={database_url}",
-         "-e", "AWS_REGION=us-east-1", "-e", "AWS_EC2_METADATA_DISABLED=true",
-         lambda_python, "-c", DISPATCHER_PROBE, job_id],
-        capture_output=True, text=True, env=images.engine_env(), timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-
-    assert out["dlq"] == {"batchItemFailures": []}
-    assert out["task_running"]["failed"] is False  # only STOPPED tasks settle a job
-    with psycopg.connect(database_url) as conn:
-        status, code = conn.execute("SELECT status, error_code FROM jobs WHERE id = %s", (job_id,)).fetchone()
-    assert (status, code) == ("FAILED", "DISPATCH_FAILED")
 
 
 #: The seed's whole flow through the API bundle's handler, each request an API Gateway REST proxy
@@ -356,7 +592,6 @@ def test_given_the_api_bundle_when_the_seed_flow_arrives_as_gateway_events_under
 
     import pyvips
 
-    from runtime.local import images
     from runtime.shared.aws import client
 
     png = pyvips.Image.black(32, 16).write_to_buffer(".png")
