@@ -5,7 +5,10 @@ plus the wheels of its ``requirements.txt``, installed by the synthesizing Pytho
 ``--platform manylinux… --only-binary=:all: --python-version <runtime> --implementation cp``:
 the same wheels the SAM build image would pick, without Docker. When pip cannot (no pip, no
 index, a dependency without a wheel for the runtime), ``try_bundle`` returns False and the
-CDK falls back to its Docker bundling in the SAM build image, as for any CDK user.
+CDK falls back to its Docker bundling in the SAM build image, as for any CDK user
+(``TRANSCODEX_BUNDLING=docker`` forces it; ``CDK_DOCKER=podman`` runs it with podman;
+``TRANSCODEX_BUNDLING_IMAGE`` names another image with the runtime's Python and pip, such as a
+registry mirror of the SAM image).
 
 The installed dependencies are cached outside the clone, keyed by the requirements, the
 Python version and the platform (``$TRANSCODEX_CACHE_DIR``, default
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import BundlingOptions, ILocalBundling
+from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
 #: Lambda architecture name -> the manylinux platform tags of its wheels (Amazon Linux 2023: glibc 2.34).
@@ -32,6 +35,8 @@ PLATFORM_TAGS = {
     "x86_64": ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64"),
     "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64"),
 }
+#: An image to bundle in instead of the runtime's SAM build image (same Python, pip on PATH).
+BUNDLING_IMAGE_ENV = "TRANSCODEX_BUNDLING_IMAGE"
 #: The Docker fallback's command (the CDK mounts the source at /asset-input, the bundle at /asset-output).
 DOCKER_COMMAND = (
     "bash",
@@ -132,7 +137,9 @@ def bundled_code(
     return lambda_.Code.from_asset(
         str(source),
         bundling=BundlingOptions(
-            image=runtime.bundling_image,
+            image=DockerImage.from_registry(os.environ[BUNDLING_IMAGE_ENV])
+            if os.environ.get(BUNDLING_IMAGE_ENV)
+            else runtime.bundling_image,
             command=list(DOCKER_COMMAND),
             platform=f"linux/{'amd64' if architecture.name == 'x86_64' else 'arm64'}",
             local=PipLocalBundling(source, runtime, architecture),

@@ -222,13 +222,15 @@ def build_worker_image(rebuild: bool = False) -> str:
     return tag
 
 
-def build_lambda_python_image(version: str) -> str:
-    """An image with Debian sid's python``version`` (the Lambda runtime's), cached by its Dockerfile."""
+def build_lambda_python_image(version: str, target: str = "runtime") -> str:
+    """An image with Debian sid's python``version`` (the Lambda runtime's), cached by its Dockerfile:
+    ``target`` "runtime" stands in for Lambda's runtime, "build" for the SAM build image."""
     eng = engine()
     dockerfile = ROOT / "runtime" / "local" / "lambda-python.Dockerfile"
     boto3 = importlib.metadata.version("boto3")  # the runtime's SDK: the version the tests run
     digest = hashlib.sha256(dockerfile.read_bytes() + f"{version}|{boto3}".encode()).hexdigest()[:16]
-    tag = f"transcodex-lambda-python:{version}-{digest}"
+    name = {"runtime": "transcodex-lambda-python", "build": "transcodex-sam-build-python"}[target]
+    tag = f"{name}:{version}-{digest}"
     if image_exists(eng, tag):
         say(f"reused Lambda Python image {tag}")
         return tag
@@ -245,6 +247,8 @@ def build_lambda_python_image(version: str) -> str:
         f"PYTHON=python{version}",
         "--build-arg",
         f"BOTO3_VERSION={boto3}",
+        "--target",
+        target,
         "-t",
         tag,
     ]
@@ -252,7 +256,7 @@ def build_lambda_python_image(version: str) -> str:
         argv.append("--network=host")
     argv += _ca_secret()
     run([*argv, str(dockerfile.parent)], stdout=subprocess.DEVNULL)
-    say(f"built Lambda Python image {tag} in {time.monotonic() - started:.0f}s")
+    say(f"built Lambda Python image {tag} ({target}) in {time.monotonic() - started:.0f}s")
     return tag
 
 

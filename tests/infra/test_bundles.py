@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import zipfile
@@ -396,6 +397,69 @@ def test_given_stale_rows_when_the_scheduled_event_arrives_under_the_runtimes_py
         settled = {u["id"]: dbm.get_upload(conn, str(u["id"])) for u in (arrived, abandoned)}
     assert (settled[arrived["id"]]["status"], settled[arrived["id"]]["size_bytes"]) == ("UPLOADED", 321)
     assert settled[abandoned["id"]]["status"] == "EXPIRED"
+
+
+# --- the CDK's Docker bundling (the fallback when pip cannot bundle locally) --------------------
+
+#: A stack with one function of the dispatcher component, synthesized in a process of its own:
+#: the jsii kernel reads CDK_DOCKER from the environment it starts with.
+DOCKER_SYNTH = r"""
+import sys
+from aws_cdk import App, Duration, Stack
+from aws_cdk import aws_ec2 as ec2, aws_logs as logs
+from constructs_lib._lambda import runtime_function
+app = App(outdir=sys.argv[1], context={"aws:cdk:enable-asset-metadata": True})
+stack = Stack(app, "DockerBundled")
+isolated = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+vpc = ec2.Vpc(stack, "Vpc", max_azs=1, nat_gateways=0, subnet_configuration=[
+    ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)])
+runtime_function(stack, "Dispatcher", component="dispatcher", index="runtime/dispatcher/handler.py",
+                 handler="handle_sqs", description="docker-bundled", vpc=vpc, vpc_subnets=isolated,
+                 security_groups=[], environment={}, timeout=Duration.seconds(60), memory_size_mib=256,
+                 log_retention=logs.RetentionDays.ONE_DAY)
+app.synth()
+"""
+
+
+def test_given_docker_bundling_through_podman_when_synthesized_then_the_dispatcher_bundle_works_under_the_runtime(
+    lambda_python: str, tmp_path: Path
+) -> None:
+    """TRANSCODEX_BUNDLING=docker: the CDK runs DOCKER_COMMAND in the build image (here the SAM
+    image's stand-in, through CDK_DOCKER=podman) instead of pip on the host."""
+    import time
+
+    version = LAMBDA_RUNTIME.name.removeprefix("python")
+    build_image = images.build_lambda_python_image(version, target="build")
+    env = {**images.engine_env(), "CDK_DOCKER": images.engine(), "TRANSCODEX_BUNDLING": "docker",
+           "TRANSCODEX_BUNDLING_IMAGE": build_image, "PYTHONPATH": str(images.ROOT)}  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", DOCKER_SYNTH, str(tmp_path / "out")],
+        cwd=images.ROOT, capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "[bundling]" not in proc.stderr  # pip on the host never ran
+    template = json.loads((tmp_path / "out" / "DockerBundled.template.json").read_text())
+    [function] = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+    folder = tmp_path / "out" / function["Metadata"]["aws:asset:path"]
+    print(f"Docker bundling via {images.engine()} in {build_image}: {took:.0f}s, {_size_mb(folder):.1f} MB")
+
+    assert (folder / "runtime" / "dispatcher" / "handler.py").is_file()
+    assert not _requirement_names(folder) - _installed(folder)
+    tag = "cpython-" + version.replace(".", "")
+    extensions = [p.name for p in folder.rglob("*.so") if "cpython-" in p.name]
+    assert extensions and all(tag in name for name in extensions), extensions[:5]
+    task = _as_lambda_unpacks_it(folder, tmp_path / "task")
+    run = subprocess.run(
+        [images.engine(), "run", "--rm", "--pull=never", "--network=none", "-v", f"{task}:/var/task:ro,z",
+         *(arg for name, value in LAMBDA_ENV.items() for arg in ("-e", f"{name}={value}")),
+         lambda_python, "-c", PROBE, json.dumps([function["Properties"]["Handler"]])],
+        capture_output=True, text=True, env=images.engine_env(), timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    handlers = json.loads(run.stdout.strip().splitlines()[-1])["handlers"]
+    assert handlers == {"runtime.dispatcher.handler.handle_sqs": True}
 
 
 # --- migrations: CloudFormation, the CDK's provider framework, the bundle ----------------------
