@@ -35,6 +35,10 @@ setup: system-deps $(VENV)/.installed node_modules/.installed ## system packages
 lint: $(VENV)/.installed ## ruff
 	$(VENV)/bin/ruff check .
 
+.PHONY: runtime-interface
+runtime-interface: $(VENV)/.installed ## regenerate constructs_lib/runtime_interface.json (what synth knows of the runtime)
+	PYTHONPATH=$(CURDIR) $(PY) -m constructs_lib._generate_interface
+
 # Every AWS call the suite makes is recorded here, then checked against the template's IAM.
 AWS_CALL_LOG ?= $(CURDIR)/build/aws-calls
 CONFORMANCE_TESTS ?= tests/worker tests/dispatcher tests/api

@@ -20,9 +20,9 @@ from constructs import Construct
 
 from constructs_lib._grants import INPUT_PREFIX, acknowledge_prefix_grants, grant_object_read
 from constructs_lib._lambda import runtime_function
+from constructs_lib._runtime_interface import runtime_interface
 from constructs_lib.queue import VISIBILITY_TIMEOUT_FACTOR
 from constructs_lib.worker import Worker
-from runtime.dispatcher.handler import CLAIM_TIMEOUT_ENV
 
 _CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 #: The default claim timeout, in dispatcher timeouts.
@@ -166,7 +166,7 @@ class Dispatcher(Construct):
             "TRANSCODEX_ECS_CONTAINER_NAME": worker.container.container_name,
             "TRANSCODEX_ECS_SUBNETS": ",".join(task_subnet_ids),
             "TRANSCODEX_ECS_SECURITY_GROUPS": worker.security_group.security_group_id,
-            CLAIM_TIMEOUT_ENV: str(props.effective_claim_timeout_seconds),
+            runtime_interface().claim_timeout_env: str(props.effective_claim_timeout_seconds),
             **({"TRANSCODEX_ECS_CAPACITY_PROVIDER": props.capacity_provider} if props.capacity_provider else {}),
             **props.environment,
         }

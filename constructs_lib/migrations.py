@@ -14,14 +14,15 @@ from constructs import Construct
 from constructs_lib._assets import runtime_path
 from constructs_lib._lambda import acknowledge_lambda_managed_policies, runtime_function
 from constructs_lib._nag import acknowledge
-from runtime.shared.migrate import content_hash
+from constructs_lib._runtime_interface import runtime_interface
 
 
 def migrations_hash() -> str:
-    """Hash of the migrations (runtime.shared.migrate owns it): a change re-runs them, and the
-    handler applies only the hash it ships (a rollback's old hash is a no-op)."""
+    """Hash of the migrations (runtime.shared.migrate.content_hash owns it, copied into the runtime
+    interface file): a change re-runs them, and the handler applies only the hash it ships (a
+    rollback's old hash is a no-op)."""
     runtime_path("shared", "migrations")
-    return content_hash()
+    return runtime_interface().migrations_hash
 
 
 @dataclass(frozen=True)
