@@ -23,7 +23,9 @@ def generate() -> dict[str, Any]:
     from runtime.api.chalicelib.deps import POOL_SIZE_ENV
     from runtime.api.chalicelib.errors import BASE_HEADERS, GATEWAY_NOT_FOUND
     from runtime.dispatcher.handler import CLAIM_TIMEOUT_ENV
+    from runtime.shared.log import METRICS_NAMESPACE
     from runtime.shared.migrate import content_hash
+    from runtime.shared.status import JobStatus
 
     spec = AppSpec.from_chalice(getattr(importlib.import_module(APP_MODULE), APP_ATTRIBUTE))
     return {
@@ -40,6 +42,7 @@ def generate() -> dict[str, Any]:
         },
         "dispatcher": {"claim_timeout_env": CLAIM_TIMEOUT_ENV},
         "migrations": {"hash": content_hash()},
+        "metrics": {"namespace": METRICS_NAMESPACE, "job_statuses": [status.value for status in JobStatus]},
     }
 
 

@@ -88,6 +88,14 @@ class GatewayResponse:
 
 
 @dataclass(frozen=True)
+class JobMetrics:
+    """The job-status metric the runtime emits: ``<namespace>/Jobs{Status}``."""
+
+    namespace: str
+    statuses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RuntimeInterface:
     """The runtime facts the constructs build on (see the module docstring for their owners)."""
 
@@ -103,6 +111,8 @@ class RuntimeInterface:
     claim_timeout_env: str
     #: Hash of the SQL migrations the handler ships (runtime.shared.migrate.content_hash).
     migrations_hash: str
+    #: Namespace of the job metrics (runtime.shared.log) and the statuses (runtime.shared.status).
+    job_metrics: JobMetrics
 
 
 def render(data: Mapping[str, Any]) -> str:
@@ -123,6 +133,7 @@ def parse(data: Mapping[str, Any]) -> RuntimeInterface:
         api_pool_size_env=api["pool_size_env"],
         claim_timeout_env=data["dispatcher"]["claim_timeout_env"],
         migrations_hash=data["migrations"]["hash"],
+        job_metrics=JobMetrics(namespace=data["metrics"]["namespace"], statuses=tuple(data["metrics"]["job_statuses"])),
     )
 
 

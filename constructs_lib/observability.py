@@ -18,10 +18,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-#: Namespace of the runtime's job metrics (embedded metric format, dimension ``Status``).
-METRICS_NAMESPACE = "TranscodeX"
-#: Terminal and intermediate job statuses, as the runtime reports them.
-JOB_STATUSES = ("QUEUED", "DISPATCHED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+from constructs_lib._runtime_interface import runtime_interface
 
 
 @dataclass(frozen=True)
@@ -115,16 +112,18 @@ class Observability(Construct):
             period=five_minutes,
             statistic="Maximum",
         )
+        # The runtime's job metrics (embedded metric format, dimension ``Status``), one per status.
+        job_metrics = runtime_interface().job_metrics
         jobs = [
             cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE,
+                namespace=job_metrics.namespace,
                 metric_name="Jobs",
                 dimensions_map={"Status": status},
                 period=five_minutes,
                 statistic="Sum",
                 label=status,
             )
-            for status in JOB_STATUSES
+            for status in job_metrics.statuses
         ]
         self.alarms: list[cloudwatch.IAlarm] = [
             cloudwatch.Alarm(
