@@ -42,6 +42,7 @@ GATEWAY_ERROR_TEMPLATE = (
     '{"error": {"code": "$context.error.responseType", "message": $context.error.messageString, "details": {}}}'
 )
 
+
 def load_app_spec() -> AppSpec:
     """The routes and binary media types of the Chalice app in runtime/api/app.py, as checked in
     (constructs_lib/runtime_interface.json): synth imports neither Chalice nor the app."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
@@ -97,7 +98,8 @@ class Migrations(Construct):
             ),
         )
         framework = self.provider.node.find_child("framework-onEvent")
-        acknowledge_lambda_managed_policies(framework, in_vpc=False)  # type: ignore[arg-type]
+        assert isinstance(framework, lambda_.Function), type(framework)
+        acknowledge_lambda_managed_policies(framework, in_vpc=False)
         fn_arn = Stack.of(self).resolve(self.function.function_arn)
         acknowledge(
             framework,

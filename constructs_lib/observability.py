@@ -37,9 +37,10 @@ class ObservabilityProps:
     task_definition: ecs.TaskDefinition
     #: Functions whose errors are alarmed on.
     functions: Sequence[lambda_.IFunction] = field(default_factory=tuple)
-    #: Extra alarms whose state changes are sent to the alarm topic (e.g. the DLQ alarm).
+    #: Extra alarms whose state changes are sent to the alarm topic (e.g. the DLQ alarm): an
+    #: ``Alarm`` or ``CompositeAlarm`` (``AlarmBase``), since each is given the topic as its action.
     #: Default: - none.
-    extra_alarms: Sequence[cloudwatch.IAlarm] = field(default_factory=tuple)
+    extra_alarms: Sequence[cloudwatch.AlarmBase] = field(default_factory=tuple)
     #: Email address subscribed to the alarm topic.
     #: Default: - no subscription.
     alarm_email: str | None = None
@@ -125,7 +126,7 @@ class Observability(Construct):
             )
             for status in job_metrics.statuses
         ]
-        self.alarms: list[cloudwatch.IAlarm] = [
+        self.alarms: list[cloudwatch.AlarmBase] = [
             cloudwatch.Alarm(
                 self,
                 "QueueAgeAlarm",

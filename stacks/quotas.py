@@ -203,9 +203,9 @@ def _function_key(function_name: Any) -> str | None:
     """The logical id of the function a Permission/EventSourceMapping names, if it is in the template."""
     if isinstance(function_name, dict):
         if "Fn::GetAtt" in function_name:
-            return function_name["Fn::GetAtt"][0]
+            return str(function_name["Fn::GetAtt"][0])
         if "Ref" in function_name:
-            return function_name["Ref"]
+            return str(function_name["Ref"])
     return None
 
 
