@@ -3,7 +3,8 @@
 ``TranscodexPlatform`` composes the whole platform; each part is also usable alone.
 """
 
-from constructs_lib.api import Api, ApiProps, AppSpec, Route, load_app_spec
+from constructs_lib._runtime_interface import AppSpec, Route
+from constructs_lib.api import Api, ApiProps, load_app_spec
 from constructs_lib.database import Database, DatabaseProps
 from constructs_lib.dispatcher import Dispatcher, DispatcherProps
 from constructs_lib.migrations import Migrations, MigrationsProps

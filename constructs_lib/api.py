@@ -10,10 +10,8 @@ route with Lambda proxy integration. Chalice dispatches on
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from aws_cdk import Duration, Names, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
@@ -35,8 +33,7 @@ from constructs_lib._grants import (
 )
 from constructs_lib._lambda import runtime_function
 from constructs_lib._nag import acknowledge
-from runtime.api.chalicelib.deps import POOL_SIZE_ENV
-from runtime.api.chalicelib.errors import BASE_HEADERS, GATEWAY_NOT_FOUND
+from constructs_lib._runtime_interface import APP_ATTRIBUTE, AppSpec, runtime_interface
 
 #: Answers API Gateway gives itself (no route, throttled, integration failed) in the API's error
 #: shape ``{"error": {"code", "message", "details"}}``; the status code is kept.
@@ -45,49 +42,11 @@ GATEWAY_ERROR_TEMPLATE = (
     '{"error": {"code": "$context.error.responseType", "message": $context.error.messageString, "details": {}}}'
 )
 
-#: Module and attribute of the Chalice application object.
-APP_MODULE = "runtime.api.app"
-APP_ATTRIBUTE = "app"
 
-
-@dataclass(frozen=True)
-class Route:
-    """One route of the Chalice app: a path pattern, its methods and its CORS preflight headers."""
-
-    path: str
-    methods: tuple[str, ...]
-    cors: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class AppSpec:
-    """What the REST API needs to know of the Chalice app."""
-
-    routes: tuple[Route, ...]
-    binary_media_types: tuple[str, ...]
-
-
-def _chalice_app(module: str, attribute: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module), attribute)
-    except ImportError as error:
-        raise RuntimeError(
-            f"cannot import the Chalice app {module}.{attribute} to read its routes ({error}); "
-            "install runtime/api/requirements.txt into the environment that synthesizes"
-        ) from error
-
-
-def load_app_spec(module: str = APP_MODULE, attribute: str = APP_ATTRIBUTE) -> AppSpec:
-    """Read the route table (``app.routes``: path -> {method: RouteEntry}) and binary types of the Chalice app."""
-    app = _chalice_app(module, attribute)
-    routes: list[Route] = []
-    for path, entries in sorted(app.routes.items()):
-        cors: dict[str, str] | None = None
-        for entry in entries.values():
-            if entry.cors:
-                cors = dict(entry.cors.get_access_control_headers())
-        routes.append(Route(path=path, methods=tuple(sorted(entries)), cors=cors))
-    return AppSpec(routes=tuple(routes), binary_media_types=tuple(str(t) for t in app.api.binary_types))
+def load_app_spec() -> AppSpec:
+    """The routes and binary media types of the Chalice app in runtime/api/app.py, as checked in
+    (constructs_lib/runtime_interface.json): synth imports neither Chalice nor the app."""
+    return runtime_interface().app
 
 
 @dataclass(frozen=True)
@@ -108,7 +67,7 @@ class ApiProps:
     #: Default: - the VPC's private subnets with egress.
     vpc_subnets: ec2.SubnetSelection | None = None
     #: The routes and binary media types to expose.
-    #: Default: - read from the Chalice app in runtime/api/app.py.
+    #: Default: - the routes of the Chalice app in runtime/api/app.py (:func:`load_app_spec`).
     app_spec: AppSpec | None = None
     #: Stage name, the first path segment of the URL.
     #: Default: - "v1".
@@ -209,7 +168,7 @@ class Api(Construct):
                 "TRANSCODEX_QUEUE_URL": props.queue.queue_url,
                 "TRANSCODEX_JWT_SECRET_ARN": self.jwt_secret.secret_arn,
                 # One request at a time per container: one connection is all it can use.
-                POOL_SIZE_ENV: "1",
+                runtime_interface().api_pool_size_env: "1",
                 **props.environment,
             },
             timeout=Duration.seconds(props.timeout_seconds),
@@ -293,16 +252,19 @@ class Api(Construct):
         """Unknown paths → 404 in the app's shape (runtime.api.chalicelib.errors.GATEWAY_NOT_FOUND);
         every other gateway-made 4XX/5XX in the same shape, with the app's headers (and its CORS
         origin, so a browser can read the error)."""
-        headers = {name: f"'{value}'" for name, value in BASE_HEADERS.items() if name.lower() != "content-type"}
+        interface = runtime_interface()
+        headers = {
+            name: f"'{value}'" for name, value in interface.response_headers.items() if name.lower() != "content-type"
+        }
         origins = {route.cors.get("Access-Control-Allow-Origin", "*") for route in spec.routes if route.cors}
         if len(origins) == 1:
             headers["Access-Control-Allow-Origin"] = f"'{origins.pop()}'"
         self.not_found_response = self.rest_api.add_gateway_response(
             "NotFound",
-            type=apigateway.ResponseType.of(GATEWAY_NOT_FOUND["response_type"]),
-            status_code=GATEWAY_NOT_FOUND["status_code"],
+            type=apigateway.ResponseType.of(interface.not_found.response_type),
+            status_code=interface.not_found.status_code,
             response_headers=headers,
-            templates={"application/json": GATEWAY_NOT_FOUND["template"]},
+            templates={"application/json": interface.not_found.template},
         )
         for name, response_type in (
             ("Default4xx", apigateway.ResponseType.DEFAULT_4_XX),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Resource
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from constructs_lib._nag import acknowledge
 
@@ -131,7 +131,7 @@ class Database(Construct):
             vpc_subnets=props.rotation_subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
         )
         # The schedule itself lives under the secret attachment, not under the rotation construct.
-        self.rotation_schedule: Construct = self.secret.node.find_child("RotationSchedule")
+        self.rotation_schedule: IConstruct = self.secret.node.find_child("RotationSchedule")
         if props.removal_policy != RemovalPolicy.DESTROY:
             self._retain_dependencies(props.removal_policy)
         acknowledge(
@@ -157,7 +157,8 @@ class Database(Construct):
             ]
         for construct in keep:
             if construct is not None:
-                construct.node.default_child.apply_removal_policy(RemovalPolicy.RETAIN)  # type: ignore[union-attr]
+                assert isinstance(construct, Resource), construct.node.path
+                construct.apply_removal_policy(RemovalPolicy.RETAIN)
 
     @property
     def connections(self) -> ec2.Connections:

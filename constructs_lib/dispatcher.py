@@ -20,9 +20,9 @@ from constructs import Construct
 
 from constructs_lib._grants import INPUT_PREFIX, acknowledge_prefix_grants, grant_object_read
 from constructs_lib._lambda import runtime_function
+from constructs_lib._runtime_interface import runtime_interface
 from constructs_lib.queue import VISIBILITY_TIMEOUT_FACTOR
 from constructs_lib.worker import Worker
-from runtime.dispatcher.handler import CLAIM_TIMEOUT_ENV
 
 _CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 #: The default claim timeout, in dispatcher timeouts.
@@ -166,42 +166,45 @@ class Dispatcher(Construct):
             "TRANSCODEX_ECS_CONTAINER_NAME": worker.container.container_name,
             "TRANSCODEX_ECS_SUBNETS": ",".join(task_subnet_ids),
             "TRANSCODEX_ECS_SECURITY_GROUPS": worker.security_group.security_group_id,
-            CLAIM_TIMEOUT_ENV: str(props.effective_claim_timeout_seconds),
+            runtime_interface().claim_timeout_env: str(props.effective_claim_timeout_seconds),
             **({"TRANSCODEX_ECS_CAPACITY_PROVIDER": props.capacity_provider} if props.capacity_provider else {}),
             **props.environment,
         }
-        common = {
-            "component": "dispatcher",
-            "index": "runtime/dispatcher/handler.py",
-            "vpc": props.vpc,
-            "vpc_subnets": subnets,
-            "security_groups": [self.security_group],
-            "environment": environment,
-            "timeout": Duration.seconds(props.timeout_seconds),
-            "memory_size_mib": props.memory_size_mib,
-            "log_retention": props.log_retention,
-            "log_removal_policy": props.log_removal_policy,
-        }
-        self.queue_function: lambda_.Function = runtime_function(
-            self,
+
+        def dispatcher_function(
+            construct_id: str, handler: str, description: str, env: Mapping[str, str] | None = None
+        ) -> lambda_.Function:
+            return runtime_function(
+                self,
+                construct_id,
+                component="dispatcher",
+                index="runtime/dispatcher/handler.py",
+                handler=handler,
+                description=description,
+                vpc=props.vpc,
+                vpc_subnets=subnets,
+                security_groups=[self.security_group],
+                environment=environment if env is None else env,
+                timeout=Duration.seconds(props.timeout_seconds),
+                memory_size_mib=props.memory_size_mib,
+                log_retention=props.log_retention,
+                log_removal_policy=props.log_removal_policy,
+            )
+
+        self.queue_function: lambda_.Function = dispatcher_function(
             "QueueFunction",
-            handler="handle_sqs",
-            description="TranscodeX: claims queued jobs and starts their worker tasks",
-            **common,
+            "handle_sqs",
+            "TranscodeX: claims queued jobs and starts their worker tasks",
         )
-        self.dead_letter_function: lambda_.Function = runtime_function(
-            self,
+        self.dead_letter_function: lambda_.Function = dispatcher_function(
             "DeadLetterFunction",
-            handler="handle_dlq",
-            description="TranscodeX: marks jobs whose messages were dead-lettered as FAILED",
-            **common,
+            "handle_dlq",
+            "TranscodeX: marks jobs whose messages were dead-lettered as FAILED",
         )
-        self.task_state_function: lambda_.Function = runtime_function(
-            self,
+        self.task_state_function: lambda_.Function = dispatcher_function(
             "TaskStateFunction",
-            handler="handle_task_state_change",
-            description="TranscodeX: marks jobs FAILED when their worker task stopped early",
-            **common,
+            "handle_task_state_change",
+            "TranscodeX: marks jobs FAILED when their worker task stopped early",
         )
         self.queue_function.add_event_source(
             sources.SqsEventSource(
@@ -234,20 +237,16 @@ class Dispatcher(Construct):
             targets=[targets.LambdaFunction(self.task_state_function, retry_attempts=4)],
         )
         input_bucket = props.input_bucket or worker.input_bucket
-        self.sweep_function: lambda_.Function = runtime_function(
-            self,
+        self.sweep_function: lambda_.Function = dispatcher_function(
             "SweepFunction",
-            handler="handle_sweep",
-            description="TranscodeX: re-queues stale jobs, fails jobs of lost workers, settles stale uploads",
-            **{
-                **common,
-                # Database, queue and input bucket only: the sweeper never starts or stops tasks.
-                "environment": {
-                    "TRANSCODEX_DATABASE_SECRET_ARN": props.database_secret.secret_arn,
-                    "TRANSCODEX_QUEUE_URL": props.queue.queue_url,
-                    "TRANSCODEX_INPUT_BUCKET": input_bucket.bucket_name,
-                    **props.environment,
-                },
+            "handle_sweep",
+            "TranscodeX: re-queues stale jobs, fails jobs of lost workers, settles stale uploads",
+            # Database, queue and input bucket only: the sweeper never starts or stops tasks.
+            env={
+                "TRANSCODEX_DATABASE_SECRET_ARN": props.database_secret.secret_arn,
+                "TRANSCODEX_QUEUE_URL": props.queue.queue_url,
+                "TRANSCODEX_INPUT_BUCKET": input_bucket.bucket_name,
+                **props.environment,
             },
         )
         self.sweep_rule = events.Rule(

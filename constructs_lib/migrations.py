@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
@@ -14,14 +15,15 @@ from constructs import Construct
 from constructs_lib._assets import runtime_path
 from constructs_lib._lambda import acknowledge_lambda_managed_policies, runtime_function
 from constructs_lib._nag import acknowledge
-from runtime.shared.migrate import content_hash
+from constructs_lib._runtime_interface import runtime_interface
 
 
 def migrations_hash() -> str:
-    """Hash of the migrations (runtime.shared.migrate owns it): a change re-runs them, and the
-    handler applies only the hash it ships (a rollback's old hash is a no-op)."""
+    """Hash of the migrations (runtime.shared.migrate.content_hash owns it, copied into the runtime
+    interface file): a change re-runs them, and the handler applies only the hash it ships (a
+    rollback's old hash is a no-op)."""
     runtime_path("shared", "migrations")
-    return content_hash()
+    return runtime_interface().migrations_hash
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ class Migrations(Construct):
             ),
         )
         framework = self.provider.node.find_child("framework-onEvent")
-        acknowledge_lambda_managed_policies(framework, in_vpc=False)  # type: ignore[arg-type]
+        assert isinstance(framework, lambda_.Function), type(framework)
+        acknowledge_lambda_managed_policies(framework, in_vpc=False)
         fn_arn = Stack.of(self).resolve(self.function.function_arn)
         acknowledge(
             framework,

@@ -106,6 +106,6 @@ class Network(Construct):
         database whose network interfaces stay in them (no-op for an imported VPC)."""
         if not isinstance(self.vpc, ec2.Vpc):
             return
-        self.vpc.node.default_child.apply_removal_policy(RemovalPolicy.RETAIN)  # type: ignore[union-attr]
+        self.vpc.apply_removal_policy(RemovalPolicy.RETAIN)
         for subnet in self.vpc.select_subnets(subnet_type=self.database_subnets.subnet_type).subnets:
-            subnet.node.default_child.apply_removal_policy(RemovalPolicy.RETAIN)  # type: ignore[union-attr]
+            subnet.apply_removal_policy(RemovalPolicy.RETAIN)

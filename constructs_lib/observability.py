@@ -18,10 +18,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-#: Namespace of the runtime's job metrics (embedded metric format, dimension ``Status``).
-METRICS_NAMESPACE = "TranscodeX"
-#: Terminal and intermediate job statuses, as the runtime reports them.
-JOB_STATUSES = ("QUEUED", "DISPATCHED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+from constructs_lib._runtime_interface import runtime_interface
 
 
 @dataclass(frozen=True)
@@ -40,9 +37,10 @@ class ObservabilityProps:
     task_definition: ecs.TaskDefinition
     #: Functions whose errors are alarmed on.
     functions: Sequence[lambda_.IFunction] = field(default_factory=tuple)
-    #: Extra alarms whose state changes are sent to the alarm topic (e.g. the DLQ alarm).
+    #: Extra alarms whose state changes are sent to the alarm topic (e.g. the DLQ alarm): an
+    #: ``Alarm`` or ``CompositeAlarm`` (``AlarmBase``), since each is given the topic as its action.
     #: Default: - none.
-    extra_alarms: Sequence[cloudwatch.IAlarm] = field(default_factory=tuple)
+    extra_alarms: Sequence[cloudwatch.AlarmBase] = field(default_factory=tuple)
     #: Email address subscribed to the alarm topic.
     #: Default: - no subscription.
     alarm_email: str | None = None
@@ -115,18 +113,20 @@ class Observability(Construct):
             period=five_minutes,
             statistic="Maximum",
         )
+        # The runtime's job metrics (embedded metric format, dimension ``Status``), one per status.
+        job_metrics = runtime_interface().job_metrics
         jobs = [
             cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE,
+                namespace=job_metrics.namespace,
                 metric_name="Jobs",
                 dimensions_map={"Status": status},
                 period=five_minutes,
                 statistic="Sum",
                 label=status,
             )
-            for status in JOB_STATUSES
+            for status in job_metrics.statuses
         ]
-        self.alarms: list[cloudwatch.IAlarm] = [
+        self.alarms: list[cloudwatch.AlarmBase] = [
             cloudwatch.Alarm(
                 self,
                 "QueueAgeAlarm",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 from aws_cdk import CfnOutput, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
@@ -12,7 +13,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from constructs_lib.api import Api, ApiProps, AppSpec
+from constructs_lib._runtime_interface import AppSpec
+from constructs_lib.api import Api, ApiProps
 from constructs_lib.database import Database, DatabaseProps
 from constructs_lib.dispatcher import Dispatcher, DispatcherProps
 from constructs_lib.migrations import Migrations, MigrationsProps
@@ -23,6 +25,13 @@ from constructs_lib.storage import Storage, StorageProps
 from constructs_lib.worker import Worker, WorkerProps
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class _LogOptions(TypedDict):
+    """The log options every function-owning part takes alike."""
+
+    log_retention: logs.RetentionDays
+    log_removal_policy: RemovalPolicy
 
 
 @dataclass(frozen=True)
@@ -190,7 +199,7 @@ class TranscodexPlatform(Construct):
         props.validate()
         env = props.runtime_environment()
         data_removal = props.removal_policy
-        logs_common = {"log_retention": props.log_retention, "log_removal_policy": data_removal}
+        logs_common: _LogOptions = {"log_retention": props.log_retention, "log_removal_policy": data_removal}
 
         self.network = Network(
             self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -13,6 +14,15 @@ from constructs import Construct
 
 #: SQS needs the visibility timeout to cover every retry of a Lambda batch.
 VISIBILITY_TIMEOUT_FACTOR = 6
+
+
+class _QueueSecurity(TypedDict):
+    """What the queue and its dead-letter queue share."""
+
+    encryption: sqs.QueueEncryption
+    encryption_master_key: kms.IKey | None
+    enforce_ssl: bool
+    removal_policy: RemovalPolicy
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,7 @@ class JobQueue(Construct):
         super().__init__(scope, construct_id)
         props = props or JobQueueProps()
         props.validate()
-        encryption = {
+        encryption: _QueueSecurity = {
             "encryption": sqs.QueueEncryption.KMS if props.encryption_key else sqs.QueueEncryption.SQS_MANAGED,
             "encryption_master_key": props.encryption_key,
             "enforce_ssl": True,

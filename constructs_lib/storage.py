@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -11,9 +12,30 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from constructs_lib._grants import INPUT_PREFIX, OUTPUT_PREFIX, grant_object_read, grant_object_write
+from constructs_lib._grants import INPUT_PREFIX as INPUT_PREFIX
+from constructs_lib._grants import OUTPUT_PREFIX as OUTPUT_PREFIX
+from constructs_lib._grants import grant_object_read, grant_object_write
 
 _ALLOWED_ENCRYPTION = (s3.BucketEncryption.KMS, s3.BucketEncryption.S3_MANAGED)
+
+
+class _BucketBase(TypedDict):
+    """What every bucket of the platform shares."""
+
+    block_public_access: s3.BlockPublicAccess
+    enforce_ssl: bool
+    minimum_tls_version: float
+    object_ownership: s3.ObjectOwnership
+    removal_policy: RemovalPolicy
+    auto_delete_objects: bool
+
+
+class _MediaEncryption(TypedDict):
+    """The encryption of the input and output buckets."""
+
+    encryption: s3.BucketEncryption
+    encryption_key: kms.IKey | None
+    bucket_key_enabled: bool
 
 
 @dataclass(frozen=True)
@@ -108,7 +130,7 @@ class Storage(Construct):
                 enable_key_rotation=True,
                 removal_policy=props.removal_policy,
             )
-        common = {
+        common: _BucketBase = {
             "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
             "enforce_ssl": True,
             "minimum_tls_version": 1.2,
@@ -126,7 +148,7 @@ class Storage(Construct):
             ],
             **common,
         )
-        encryption = {
+        encryption: _MediaEncryption = {
             "encryption": props.encryption,
             "encryption_key": self.encryption_key,
             "bucket_key_enabled": props.encryption == s3.BucketEncryption.KMS,

@@ -203,9 +203,9 @@ def _function_key(function_name: Any) -> str | None:
     """The logical id of the function a Permission/EventSourceMapping names, if it is in the template."""
     if isinstance(function_name, dict):
         if "Fn::GetAtt" in function_name:
-            return function_name["Fn::GetAtt"][0]
+            return str(function_name["Fn::GetAtt"][0])
         if "Ref" in function_name:
-            return function_name["Ref"]
+            return str(function_name["Ref"])
     return None
 
 
@@ -299,8 +299,9 @@ def lambda_database_connections(template: Mapping[str, Any]) -> dict[str, int]:
     """Worst-case connections each function can hold at once: its concurrency bound (SQS
     event source maximum concurrency, else reserved concurrency) x its pool size. A function
     with no bound counts as 1000 (the default account concurrency), i.e. fails the budget."""
-    from runtime.api.chalicelib.deps import POOL_SIZE_ENV
+    from constructs_lib._runtime_interface import runtime_interface
 
+    pool_size_env = runtime_interface().api_pool_size_env
     bounds: dict[str, int] = {}
     for mapping in _of_type(template, "AWS::Lambda::EventSourceMapping").values():
         key = _function_key(mapping["Properties"]["FunctionName"])
@@ -314,8 +315,8 @@ def lambda_database_connections(template: Mapping[str, Any]) -> dict[str, int]:
         if "TRANSCODEX_DATABASE_SECRET_ARN" not in variables:
             continue
         handler = str(props.get("Handler", ""))
-        if POOL_SIZE_ENV in variables:
-            pool = int(variables[POOL_SIZE_ENV])
+        if pool_size_env in variables:
+            pool = int(variables[pool_size_env])
         elif handler.endswith(("handle_sweep", "migrate.handler")):
             pool = SWEEPER_POOL_SIZE
         else:

@@ -15,6 +15,9 @@ import pytest
 from runtime.shared.settings import AWS_CALL_LOG_ENV
 from scripts.jsii_node import use_pinned_node
 
+#: Every test is exactly one of unit, integration, infra, e2e (by folder, or its own marker).
+pytest_plugins = ["tests.layers"]
+
 # Before anything imports boto3: no real credentials, no metadata probes, one region.
 for _key, _value in {
     "AWS_ACCESS_KEY_ID": "testing",

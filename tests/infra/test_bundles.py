@@ -136,7 +136,7 @@ def test_given_each_bundle_when_measured_then_within_lambda_size_limits(bundles:
 # --- the bundles under the Lambda runtime's Python ------------------------------------------
 
 #: A Lambda context object, shared by the probes below.
-LAMBDA_CONTEXT = '''
+LAMBDA_CONTEXT = """
 class Context:
     aws_request_id = "req-1"
     function_name = "api"
@@ -144,11 +144,13 @@ class Context:
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:api"
     def get_remaining_time_in_millis(self):
         return 30000
-'''
+"""
 
 #: Run inside the Lambda-Python stand-in: import each handler from /var/task, answer a health
 #: request shaped like API Gateway's REST proxy event through the API's handler.
-PROBE = LAMBDA_CONTEXT + r"""
+PROBE = (
+    LAMBDA_CONTEXT
+    + r"""
 import importlib, json, sys
 handlers = json.loads(sys.argv[1])
 result = {"python": sys.version.split()[0], "handlers": {}}
@@ -166,6 +168,7 @@ if "runtime.api.app.app" in handlers:
     result["health"] = app(event, Context())
 print(json.dumps(result))
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -602,7 +605,9 @@ def test_given_the_migrations_bundle_when_cloudformation_sends_create_update_del
 #: The seed's whole flow through the API bundle's handler, each request an API Gateway REST proxy
 #: event (multi-value headers; the login body base64-encoded, as binary media types deliver it);
 #: the upload's PUT goes to the presigned URL over HTTP, as a browser's would.
-API_FLOW_PROBE = LAMBDA_CONTEXT + r"""
+API_FLOW_PROBE = (
+    LAMBDA_CONTEXT
+    + r"""
 import base64, json, sys, urllib.request, uuid
 from runtime.api.app import app
 image = base64.b64decode(sys.argv[1])
@@ -647,6 +652,7 @@ out["download"], _ = call("GET", "/media/download/{job_id}", "/media/download/" 
 out["job_id"] = job_id
 print(json.dumps(out))
 """
+)
 
 
 def test_given_the_api_bundle_when_the_seed_flow_arrives_as_gateway_events_under_the_runtimes_python_then_it_works(
@@ -686,8 +692,15 @@ def test_given_the_api_bundle_when_the_seed_flow_arrives_as_gateway_events_under
     out = json.loads(proc.stdout.strip().splitlines()[-1])
 
     codes = {k: out[k] for k in ("signup", "login", "upload", "put", "process", "status", "download")}
-    assert codes == {"signup": 201, "login": 201, "upload": 201, "put": 200, "process": 201, "status": 200,
-                     "download": 409}, out  # no worker runs here: the download says the job is not finished
+    assert codes == {
+        "signup": 201,
+        "login": 201,
+        "upload": 201,
+        "put": 200,
+        "process": 201,
+        "status": 200,
+        "download": 409,
+    }, out  # no worker runs here: the download says the job is not finished
     assert out["job_status"] == "QUEUED"
     sqs = client("sqs", settings)
     messages = sqs.receive_message(QueueUrl=settings.queue_url, WaitTimeSeconds=1).get("Messages", [])

@@ -86,6 +86,8 @@ def test_given_built_wheel_when_installed_in_fresh_venv_then_consumer_app_synthe
     missing = sorted(_runtime_files(REPO_ROOT) - names)
     assert not missing, f"the wheel lacks runtime files the artifacts need: {missing}"
     assert not [n for n in names if n.startswith(("tests/", ".venv/", "node_modules/", "cdk.out/"))]
+    # Typed (PEP 561), and the runtime facts synth reads instead of importing the runtime.
+    assert {"constructs_lib/py.typed", "constructs_lib/runtime_interface.json"} <= names
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
