@@ -221,7 +221,9 @@ def test_given_each_bundle_when_run_under_the_runtimes_python_then_every_handler
 #: Run inside the Lambda-Python stand-in as Lambda runs a handler: ``argv[1]`` is a JSON list of
 #: ``[handler, event]``; each answer is ``{"Payload": result}``, or, when the handler raises,
 #: ``{"FunctionError": "Unhandled", "Payload": {errorMessage, errorType, stackTrace}}`` as Invoke returns.
-INVOKE = LAMBDA_CONTEXT + r"""
+INVOKE = (
+    LAMBDA_CONTEXT
+    + r"""
 import importlib, json, sys, traceback
 answers = []
 for spec, event in json.loads(sys.argv[1]):
@@ -234,6 +236,7 @@ for spec, event in json.loads(sys.argv[1]):
             "stackTrace": traceback.format_tb(error.__traceback__)}})
 print(json.dumps(answers, default=str))
 """
+)
 #: What every invocation sees, as in a function's execution environment (dummy keys: the moto
 #: and SeaweedFS endpoints take any).
 LAMBDA_ENV = {
