@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from runtime.dispatcher.launchers import LOCAL_PREFIX, Launcher, LaunchError, LaunchRequest
+from runtime.dispatcher.launchers import Launcher, LaunchError, LaunchRequest
 from runtime.shared import aws
 from runtime.shared import db as dbm
 from runtime.shared.log import bind
@@ -353,10 +353,6 @@ def task_stopped(db: dbm.Database, stopped: StoppedTask) -> dbm.Row | None:
                     extra={"error_code": code.value, "stop_code": stopped.stop_code, "exit_code": stopped.exit_code},
                 )
             return failed
-
-
-def is_local_task(task_id: str) -> bool:
-    return task_id.startswith(LOCAL_PREFIX)
 
 
 # --- helpers ------------------------------------------------------------------------------------

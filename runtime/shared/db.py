@@ -7,7 +7,6 @@ and then writes based on it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from psycopg_pool import ConnectionPool
 from runtime.shared.contract import JobSpec
 from runtime.shared.log import job_status_metric
 from runtime.shared.settings import Settings
-from runtime.shared.status import TERMINAL, JobStatus, sources
+from runtime.shared.status import JobStatus, sources
 
 Row = dict[str, Any]
 JOB_COLUMNS = (
@@ -237,10 +236,6 @@ def find_job_by_task_arn(conn: psycopg.Connection[Row], task_arn: str) -> Row | 
     return conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE task_arn = %s", (task_arn,)).fetchone()
 
 
-def is_terminal(job: Row) -> bool:
-    return JobStatus(job["status"]) in TERMINAL
-
-
 # --- outputs ------------------------------------------------------------------------------
 
 
@@ -285,8 +280,3 @@ def get_upload(conn: psycopg.Connection[Row], upload_id: str, user_id: str | Non
     if user_id is None:
         return conn.execute("SELECT * FROM uploads WHERE id = %s", (upload_id,)).fetchone()
     return conn.execute("SELECT * FROM uploads WHERE id = %s AND user_id = %s", (upload_id, user_id)).fetchone()
-
-
-def dumps(value: Any) -> str:
-    """JSON for log lines and API bodies: datetimes and UUIDs as strings."""
-    return json.dumps(value, default=str, separators=(",", ":"))

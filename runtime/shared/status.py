@@ -19,7 +19,6 @@ class JobStatus(StrEnum):
 
 
 TERMINAL: frozenset[JobStatus] = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
-ACTIVE: frozenset[JobStatus] = frozenset(set(JobStatus) - TERMINAL)
 
 #: target -> the statuses a job may move to it from.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {

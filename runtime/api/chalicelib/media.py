@@ -64,7 +64,6 @@ MIME_TYPES: dict[str, tuple[str, ...]] = {
         "video/x-flv",
     ),
 }
-ROLES = ("image", "poster", "mp4", "hls-master", "hls-rendition", "hls-segment")
 
 
 def safe_name(file_name: str) -> str:
