@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runtime.shared import aws
+from runtime.shared import aws, keys
 from runtime.shared import db as jobs_db
 from runtime.shared.contract import ContractError, JobSpec, JobType, parse_job
 from runtime.shared.log import bind
@@ -199,7 +199,7 @@ def _process(
 def _publish(storage: S3Storage, job: dict[str, Any], outputs: list[LocalOutput]) -> None:
     """Upload everything, the master playlist last (it never points at missing objects), then
     delete what an earlier run of this job left that this run did not produce."""
-    prefix = output_prefix(job)
+    prefix = keys.output_prefix(job["user_id"], job["id"])
     uploads = [Upload(o.path, prefix + o.key, o.mime, cache_control_for(o.mime)) for o in outputs]
     t0 = time.monotonic()
     storage.upload_all(u for u, o in zip(uploads, outputs, strict=True) if o.role != "hls-master")
@@ -209,10 +209,6 @@ def _publish(storage: S3Storage, job: dict[str, Any], outputs: list[LocalOutput]
         "outputs uploaded",
         extra={"objects": len(uploads), "pruned": pruned, "seconds": round(time.monotonic() - t0, 3)},
     )
-
-
-def output_prefix(job: dict[str, Any]) -> str:
-    return f"output/{job['user_id']}/{job['id']}/"
 
 
 def _safe_suffix(name: str) -> str:
@@ -229,10 +225,9 @@ def _succeed(database: jobs_db.Database, job_id: str, outputs: list[LocalOutput]
     with database.connection() as conn:
         job = jobs_db.get_job(conn, job_id)
         assert job is not None
-        prefix = output_prefix(job)
         rows = [
             jobs_db.Output(
-                object_key=prefix + o.key,
+                object_key=keys.output_key(job["user_id"], job["id"], o.key),
                 role=o.role,
                 bytes=o.path.stat().st_size,
                 mime=o.mime,

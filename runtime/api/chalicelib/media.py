@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -20,6 +19,7 @@ from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.errors import ApiError
 from runtime.shared import db as jobs_db
+from runtime.shared import keys
 from runtime.shared.contract import ContractError, JobSpec, Problem, parse_job
 from runtime.shared.log import bind
 from runtime.shared.messages import JobMessage
@@ -64,13 +64,6 @@ MIME_TYPES: dict[str, tuple[str, ...]] = {
         "video/x-flv",
     ),
 }
-
-
-def safe_name(file_name: str) -> str:
-    """The last path component, reduced to [A-Za-z0-9._-], never empty or hidden."""
-    base = re.split(r"[\\/]", file_name.strip())[-1]
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._-")[:128]
-    return cleaned or "file"
 
 
 # --- uploads -------------------------------------------------------------------------------
@@ -171,7 +164,7 @@ def create_upload(deps: Deps, principal: Principal, body: dict[str, Any]) -> dic
     if multipart and size is None:
         raise ApiError(400, "INVALID_BODY", "a multipart upload needs size_bytes", {"field": "size_bytes"})
     upload_id = str(uuid.uuid4())
-    key = f"input/{principal.user_id}/{upload_id}/{safe_name(str(body['file_name']))}"
+    key = keys.upload_key(principal.user_id, upload_id, str(body["file_name"]))
     # The row first: whatever happens in S3 afterwards, the upload has a record.
     with deps.db.connection() as conn:
         conn.execute(
@@ -543,11 +536,6 @@ def list_jobs(deps: Deps, principal: Principal, params: dict[str, str]) -> dict[
     return {"items": [job_body(r) for r in rows], "next_cursor": _encode_cursor(rows[-1]) if more else None}
 
 
-def relative_name(job: dict[str, Any], key: str) -> str:
-    prefix = f"output/{job['user_id']}/{job['id']}/"
-    return key[len(prefix) :] if key.startswith(prefix) else key.rsplit("/", 1)[-1]
-
-
 def download(deps: Deps, principal: Principal, job_id: str, playback_url: str | None) -> dict[str, Any]:
     """Presigned GET URLs for every output; HLS outputs also get the API playback URL."""
     job = owned_job(deps, principal, job_id)
@@ -568,7 +556,7 @@ def download(deps: Deps, principal: Principal, job_id: str, playback_url: str | 
             continue
         item = {
             "role": row["role"],
-            "name": relative_name(job, row["object_key"]),
+            "name": keys.relative_name(job["user_id"], job["id"], row["object_key"]),
             "url": s3.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": deps.settings.output_bucket, "Key": row["object_key"]},

@@ -22,6 +22,7 @@ from runtime.api.chalicelib import tokens
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.errors import ApiError
+from runtime.shared import keys
 from runtime.shared.settings import PRESIGNED_URL_MAX_TTL_SECONDS, presigned_ttl
 from runtime.shared.status import JobStatus
 
@@ -159,7 +160,7 @@ def variant(deps: Deps, user_id: str, job_id: str, number: str) -> str:
     uris = _master_uris(_read(deps, master_key))
     if int(number) >= len(uris):
         raise ApiError(404, "PLAYLIST_NOT_FOUND", "no such variant playlist", {"variants": len(uris)})
-    prefix = f"output/{job['user_id']}/{job['id']}/"
+    prefix = keys.output_prefix(job["user_id"], job["id"])
     variant_key = _resolve(prefix, master_key, uris[int(number)])
     if variant_key is None:
         raise ApiError(404, "PLAYLIST_NOT_FOUND", "the variant playlist lies outside the job's outputs")
