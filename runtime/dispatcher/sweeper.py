@@ -25,9 +25,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from runtime.shared import aws
 from runtime.shared import db as dbm
@@ -35,6 +34,7 @@ from runtime.shared.log import bind, job_status_metric
 from runtime.shared.messages import JobMessage
 from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, ConfigError, Settings, read_int
 from runtime.shared.status import ErrorCode
+from runtime.shared.storage import head_size
 
 log = logging.getLogger(__name__)
 
@@ -266,13 +266,4 @@ def sqs_sender(sqs: Any, queue_url: str) -> SendJob:
 
 def s3_object_size(s3: Any, bucket: str) -> ObjectSize:
     """HEAD objects of ``bucket``: the size, None on 404; anything else raises."""
-
-    def size(key: str) -> int | None:
-        try:
-            return int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-
-    return size
+    return partial(head_size, s3, bucket)

@@ -25,6 +25,7 @@ from runtime.shared.log import bind
 from runtime.shared.messages import JobMessage
 from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, presigned_ttl
 from runtime.shared.status import ErrorCode, JobStatus
+from runtime.shared.storage import error_code, head_size
 
 log = logging.getLogger(__name__)
 
@@ -222,12 +223,8 @@ def _owned_upload(deps: Deps, principal: Principal, upload_id: str) -> dict[str,
 def _head(deps: Deps, key: str) -> int | None:
     """The object's size, or None when it does not exist."""
     try:
-        return int(deps.s3.head_object(Bucket=deps.settings.input_bucket, Key=key)["ContentLength"])
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
-    except BotoCoreError:
+        return head_size(deps.s3, deps.settings.input_bucket, key)
+    except (ClientError, BotoCoreError):
         raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
 
 
@@ -290,7 +287,7 @@ def complete_upload(deps: Deps, principal: Principal, upload_id: str, body: dict
                 MultipartUpload={"Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in ordered]},
             )
         except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
+            code = error_code(err)
             if code == "NoSuchUpload" and _completed_before(deps, upload):
                 pass  # a retry after API Gateway's 29 s timeout: S3 finished the first request
             elif code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "NoSuchUpload", "MalformedXML"):
@@ -318,7 +315,7 @@ def abort_upload(deps: Deps, principal: Principal, upload_id: str) -> dict[str, 
                     Bucket=s.input_bucket, Key=upload["object_key"], UploadId=upload["multipart_upload_id"]
                 )
             except ClientError as err:
-                if err.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                if error_code(err) != "NoSuchUpload":
                     raise
         deps.s3.delete_object(Bucket=s.input_bucket, Key=upload["object_key"])
     except (ClientError, BotoCoreError):

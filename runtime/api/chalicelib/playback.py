@@ -25,6 +25,7 @@ from runtime.api.chalicelib.errors import ApiError
 from runtime.shared import keys
 from runtime.shared.settings import PRESIGNED_URL_MAX_TTL_SECONDS, presigned_ttl
 from runtime.shared.status import JobStatus
+from runtime.shared.storage import is_missing
 
 MAX_PLAYLIST_BYTES = 1024 * 1024
 #: Segment URLs live as long as presigned URLs may (runtime.shared.settings); a viewing longer
@@ -103,7 +104,7 @@ def _read(deps: Deps, key: str) -> str:
             raise ApiError(502, "PLAYLIST_TOO_LARGE", "the stored playlist is too large to serve")
         return obj["Body"].read(MAX_PLAYLIST_BYTES + 1).decode("utf-8", "replace")
     except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+        if is_missing(err):
             raise ApiError(404, "PLAYLIST_NOT_FOUND", "the playlist is missing from storage") from None
         raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
     except BotoCoreError:
