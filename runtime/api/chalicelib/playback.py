@@ -23,6 +23,9 @@ from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.errors import ApiError
 from runtime.shared import keys
+from runtime.shared.repo import jobs as jobs_repo
+from runtime.shared.repo import outputs as outputs_repo
+from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import PRESIGNED_URL_MAX_TTL_SECONDS, presigned_ttl
 from runtime.shared.status import JobStatus
 from runtime.shared.storage import is_missing
@@ -76,9 +79,7 @@ def _resolve(job_prefix: str, playlist_key: str, uri: str) -> str | None:
 
 def _job_and_master(deps: Deps, user_id: str, job_id: str) -> tuple[dict[str, Any], str]:
     with deps.db.connection() as conn:
-        job = conn.execute(
-            "SELECT id, user_id, status FROM jobs WHERE id = %s AND user_id = %s", (job_id, user_id)
-        ).fetchone()
+        job = jobs_repo.get(conn, job_id, user_id)
         if job is None:
             raise ApiError(404, "JOB_NOT_FOUND", "no playable job has this id", {"job_id": job_id})
         if job["status"] != JobStatus.SUCCEEDED.value:
@@ -88,13 +89,10 @@ def _job_and_master(deps: Deps, user_id: str, job_id: str) -> tuple[dict[str, An
                 f"the job is {job['status']}; it plays once it has SUCCEEDED",
                 {"status": job["status"]},
             )
-        master = conn.execute(
-            "SELECT object_key FROM job_outputs WHERE job_id = %s AND role = 'hls-master' ORDER BY object_key LIMIT 1",
-            (job_id,),
-        ).fetchone()
+        master = outputs_repo.first_key(conn, job_id, OutputRole.HLS_MASTER)
     if master is None:
         raise ApiError(404, "NO_HLS_OUTPUT", "this job produced no HLS stream", {"job_id": job_id})
-    return job, str(master["object_key"])
+    return job, master
 
 
 def _read(deps: Deps, key: str) -> str:
