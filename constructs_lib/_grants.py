@@ -15,10 +15,9 @@ from constructs import IConstruct
 
 from constructs_lib._nag import acknowledge
 
-#: Key prefix of uploaded media (``input/{user_id}/{upload_id}/{name}``).
-INPUT_PREFIX = "input/"
-#: Key prefix of produced media (``output/{user_id}/{job_id}/...``).
-OUTPUT_PREFIX = "output/"
+# The key layout (``input/{user}/{upload}/{name}``, ``output/{user}/{job}/...``) has one owner,
+# runtime.shared.keys, which imports the standard library only: synthesis loads nothing more.
+from runtime.shared.keys import INPUT_PREFIX, OUTPUT_PREFIX
 
 
 def grant_list_prefix(bucket: s3.IBucket, grantee: iam.IGrantable, prefix: str) -> iam.Grant:

@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 
-from runtime.shared import db as dbm
 from runtime.shared.contract import parse_job
+from runtime.shared.repo import jobs as jobs_repo
 
 Row = dict[str, Any]
 
@@ -67,5 +67,5 @@ def insert_job(
     user_id = user_id or insert_user(conn)
     upload_id = upload_id or str(insert_upload(conn, user_id, media_type=job_type)["id"])
     spec = parse_job(job_type, operations if operations is not None else {"ROTATE": "90"})
-    job, _ = dbm.create_job(conn, user_id=user_id, upload_id=upload_id, spec=spec, **create)
+    job, _ = jobs_repo.create(conn, user_id=user_id, upload_id=upload_id, spec=spec, **create)
     return job

@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import psycopg
-
-from runtime.dispatcher.launchers import LOCAL_PREFIX, Launcher, LaunchError, LaunchRequest
+from runtime.dispatcher.launchers import Launcher, LaunchError, LaunchRequest
 from runtime.shared import aws
 from runtime.shared import db as dbm
 from runtime.shared.log import bind
 from runtime.shared.messages import MessageError, parse_message
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.status import ErrorCode, JobStatus
 
 log = logging.getLogger(__name__)
@@ -67,22 +66,6 @@ class Outcome(StrEnum):
 # --- dispatch ---------------------------------------------------------------------------------
 
 
-def reclaim_stale_claim(conn: psycopg.Connection[dbm.Row], job_id: str, older_than_seconds: float) -> dbm.Row | None:
-    """Take over a DISPATCHED claim whose holder died before recording a task (guarded UPDATE).
-
-    dispatch_count is deliberately not incremented: the retried RunTask then carries the same
-    clientToken, so if the dead holder's RunTask did start a task, ECS returns that task
-    instead of starting a second one.
-    """
-    return conn.execute(
-        f"""UPDATE jobs SET dispatched_at = now(), updated_at = now()
-            WHERE id = %s AND status = 'DISPATCHED' AND task_arn IS NULL
-              AND dispatched_at < now() - make_interval(secs => %s)
-            RETURNING {dbm.JOB_COLUMNS}""",
-        (job_id, float(older_than_seconds)),
-    ).fetchone()
-
-
 @aws.acting_as("dispatcher")
 def dispatch(
     db: dbm.Database,
@@ -96,7 +79,7 @@ def dispatch(
 
     Never raises for bad input or a refused launch (see :class:`Outcome`); a database error
     propagates, and the caller reports the record failed (the claim, if taken, is recovered
-    by :func:`reclaim_stale_claim` on redelivery or by the DLQ path).
+    by :func:`jobs_repo.reclaim_stale_claim` on redelivery or by the DLQ path).
     """
     with bind(message_id=message_id):
         try:
@@ -110,9 +93,9 @@ def dispatch(
 
 def _dispatch_job(db: dbm.Database, launcher: Launcher, job_id: str, claim_timeout_seconds: float) -> Outcome:
     with db.connection() as conn:
-        job = dbm.transition(conn, job_id, JobStatus.DISPATCHED)
+        job = jobs_repo.transition(conn, job_id, JobStatus.DISPATCHED)
         if job is None:
-            current = dbm.get_job(conn, job_id)
+            current = jobs_repo.get(conn, job_id)
             if current is None:
                 log.warning("job message for a job that does not exist; dropping it")
                 return Outcome.NOT_FOUND
@@ -123,7 +106,7 @@ def _dispatch_job(db: dbm.Database, launcher: Launcher, job_id: str, claim_timeo
                     extra={"status": status.value, "task_arn": current["task_arn"]},
                 )
                 return Outcome.SKIPPED
-            job = reclaim_stale_claim(conn, job_id, claim_timeout_seconds)
+            job = jobs_repo.reclaim_stale_claim(conn, job_id, claim_timeout_seconds)
             if job is None:
                 log.info("another dispatcher holds a fresh claim on this job; retrying later")
                 return Outcome.CLAIM_IN_FLIGHT
@@ -140,7 +123,7 @@ def _dispatch_job(db: dbm.Database, launcher: Launcher, job_id: str, claim_timeo
             )
             return Outcome.UNCERTAIN
         with db.connection() as conn:
-            released = dbm.transition(conn, job_id, JobStatus.QUEUED, from_statuses=[JobStatus.DISPATCHED])
+            released = jobs_repo.transition(conn, job_id, JobStatus.QUEUED, from_statuses=[JobStatus.DISPATCHED])
         log.warning(
             "worker not started; claim released for a retry",
             extra={
@@ -154,11 +137,11 @@ def _dispatch_job(db: dbm.Database, launcher: Launcher, job_id: str, claim_timeo
         return Outcome.RELEASED
 
     with db.connection() as conn:
-        recorded = dbm.set_task_arn(conn, job_id, task_id)
+        recorded = jobs_repo.set_task_arn(conn, job_id, task_id)
         if recorded is None:
             # Cancelled (or failed) while RunTask was in flight: the worker would refuse the job
             # anyway; stop it now rather than pay for its start-up.
-            current = dbm.get_job(conn, job_id)
+            current = jobs_repo.get(conn, job_id)
             log.warning(
                 "job left DISPATCHED before its task was recorded; stopping the task",
                 extra={"task_arn": task_id, "status": current and current["status"]},
@@ -170,19 +153,6 @@ def _dispatch_job(db: dbm.Database, launcher: Launcher, job_id: str, claim_timeo
 
 
 # --- dead letters -----------------------------------------------------------------------------
-
-
-def fail_undispatched(
-    conn: psycopg.Connection[dbm.Row], job_id: str, error_code: ErrorCode, message: str
-) -> dbm.Row | None:
-    """FAILED for a job no worker has: QUEUED, or DISPATCHED with no task recorded (guarded)."""
-    return conn.execute(
-        f"""UPDATE jobs SET status = 'FAILED', updated_at = now(), finished_at = now(),
-                   error_code = %s, error_message = %s
-            WHERE id = %s AND (status = 'QUEUED' OR (status = 'DISPATCHED' AND task_arn IS NULL))
-            RETURNING {dbm.JOB_COLUMNS}""",
-        (error_code.value, message, job_id),
-    ).fetchone()
 
 
 @aws.acting_as("dead-letter")
@@ -200,9 +170,9 @@ def fail_dead_letter(db: dbm.Database, body: str | bytes, *, message_id: str | N
             log.error("malformed message on the dead-letter queue; dropping it", extra={"error": str(err)})
             return None
         with bind(job_id=job_id), db.connection() as conn:
-            current = dbm.get_job(conn, job_id)
+            current = jobs_repo.get(conn, job_id)
             attempts = int(current["dispatch_count"]) if current else 0
-            failed = fail_undispatched(
+            failed = jobs_repo.fail_undispatched(
                 conn,
                 job_id,
                 ErrorCode.DISPATCH_FAILED,
@@ -312,23 +282,6 @@ class StoppedTask:
         )
 
 
-def fail_stopped_job(
-    conn: psycopg.Connection[dbm.Row], job_id: str, task_id: str, error_code: ErrorCode, message: str
-) -> dbm.Row | None:
-    """FAILED for a DISPATCHED/RUNNING job that this task was (or may have been) running.
-
-    A job whose recorded task is a different one is left alone: it is a late event about an
-    old task, and the job's current worker will settle it.
-    """
-    return conn.execute(
-        f"""UPDATE jobs SET status = 'FAILED', updated_at = now(), finished_at = now(),
-                   error_code = %s, error_message = %s
-            WHERE id = %s AND status IN ('DISPATCHED', 'RUNNING') AND (task_arn IS NULL OR task_arn = %s)
-            RETURNING {dbm.JOB_COLUMNS}""",
-        (error_code.value, message, job_id, task_id),
-    ).fetchone()
-
-
 @aws.acting_as("task-state")
 def task_stopped(db: dbm.Database, stopped: StoppedTask) -> dbm.Row | None:
     """A worker stopped: if its job is not terminal, it becomes FAILED with the stop reason.
@@ -337,14 +290,14 @@ def task_stopped(db: dbm.Database, stopped: StoppedTask) -> dbm.Row | None:
     Returns the failed job, or None (no such job, already terminal, or another task's job).
     """
     with bind(task_arn=stopped.task_id), db.connection() as conn:
-        job = dbm.find_job_by_task_arn(conn, stopped.task_id) if stopped.task_id else None
+        job = jobs_repo.find_by_task_arn(conn, stopped.task_id) if stopped.task_id else None
         job_id = str(job["id"]) if job is not None else stopped.job_id
         if job_id is None or not _is_uuid(job_id):
             log.info("stopped task names no TranscodeX job; ignoring", extra={"job_ref": job_id})
             return None
         with bind(job_id=job_id):
             code, message = stopped.classify()
-            failed = fail_stopped_job(conn, job_id, stopped.task_id, code, message)
+            failed = jobs_repo.fail_stopped(conn, job_id, stopped.task_id, code, message)
             if failed is None:
                 log.info("task stopped; its job needs no change", extra={"stop_code": stopped.stop_code})
             else:
@@ -353,10 +306,6 @@ def task_stopped(db: dbm.Database, stopped: StoppedTask) -> dbm.Row | None:
                     extra={"error_code": code.value, "stop_code": stopped.stop_code, "exit_code": stopped.exit_code},
                 )
             return failed
-
-
-def is_local_task(task_id: str) -> bool:
-    return task_id.startswith(LOCAL_PREFIX)
 
 
 # --- helpers ------------------------------------------------------------------------------------

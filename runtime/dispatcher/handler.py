@@ -29,7 +29,7 @@ from runtime.shared.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-#: Seconds after which a claim with no task recorded is taken over (see core.reclaim_stale_claim);
+#: Seconds after which a claim with no task recorded is taken over (see repo.jobs.reclaim_stale_claim);
 #: constructs_lib.dispatcher sets it above the function timeout and below the queue's visibility.
 CLAIM_TIMEOUT_ENV = "TRANSCODEX_DISPATCH_CLAIM_TIMEOUT_SECONDS"
 #: Time kept in hand per invocation: one RunTask with botocore's throttling retries fits in it.

@@ -25,16 +25,18 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from runtime.shared import aws
 from runtime.shared import db as dbm
-from runtime.shared.log import bind, job_status_metric
+from runtime.shared.log import bind
 from runtime.shared.messages import JobMessage
+from runtime.shared.repo import jobs as jobs_repo
+from runtime.shared.repo import uploads as uploads_repo
 from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, ConfigError, Settings, read_int
-from runtime.shared.status import ErrorCode
+from runtime.shared.status import ErrorCode, UploadStatus
+from runtime.shared.storage import head_size
 
 log = logging.getLogger(__name__)
 
@@ -139,24 +141,13 @@ def sweep(
 
 # --- passes ----------------------------------------------------------------------------------
 
-_CUTOFF = "COALESCE(%(now)s::timestamptz, now()) - make_interval(secs => %(age)s)"
-
 
 def _requeue(
     db: dbm.Database, config: SweepConfig, send_job: SendJob, now: datetime | None, report: SweepReport
 ) -> None:
     with db.connection() as conn:
-        rows = conn.execute(
-            f"""WITH picked AS MATERIALIZED (
-                    SELECT id FROM jobs WHERE status = 'QUEUED' AND updated_at < {_CUTOFF}
-                    ORDER BY updated_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-                UPDATE jobs SET updated_at = now() FROM picked
-                WHERE jobs.id = picked.id AND status = 'QUEUED' AND updated_at < {_CUTOFF}
-                RETURNING jobs.id""",
-            {"now": now, "age": float(config.requeue_after_seconds), "limit": config.batch_limit},
-        ).fetchall()
-    for row in rows:
-        job_id = str(row["id"])
+        job_ids = jobs_repo.touch_stale_queued(conn, config.requeue_after_seconds, config.batch_limit, now)
+    for job_id in job_ids:
         with bind(job_id=job_id):
             try:
                 send_job(JobMessage(job_id).to_body())
@@ -181,28 +172,17 @@ def timeout_message(config: SweepConfig) -> str:
 
 
 def _time_out(db: dbm.Database, config: SweepConfig, now: datetime | None, report: SweepReport) -> None:
-    lost = f"""(jobs.status = 'RUNNING' AND COALESCE(jobs.started_at, jobs.updated_at) < {_CUTOFF})
-               OR (jobs.status = 'DISPATCHED' AND jobs.task_arn IS NOT NULL AND jobs.dispatched_at < {_CUTOFF})"""
     with db.connection() as conn:
-        rows = conn.execute(
-            f"""WITH picked AS MATERIALIZED (
-                    SELECT id FROM jobs WHERE {lost} ORDER BY updated_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-                UPDATE jobs SET status = 'FAILED', updated_at = now(), finished_at = now(),
-                       error_code = %(code)s, error_message = %(message)s
-                FROM picked
-                WHERE jobs.id = picked.id AND ({lost})
-                RETURNING jobs.id, jobs.task_arn""",
-            {
-                "now": now,
-                "age": float(config.worker_timeout_seconds + config.running_grace_seconds),
-                "limit": config.batch_limit,
-                "code": ErrorCode.TIMEOUT.value,
-                "message": timeout_message(config),
-            },
-        ).fetchall()
+        rows = jobs_repo.fail_lost(
+            conn,
+            config.worker_timeout_seconds + config.running_grace_seconds,
+            config.batch_limit,
+            now,
+            ErrorCode.TIMEOUT,
+            timeout_message(config),
+        )
     for row in rows:
         report.timed_out.append(str(row["id"]))
-        job_status_metric("FAILED")
         log.error(
             "job failed: its worker exceeded the time limit without reporting",
             extra={"job_id": str(row["id"]), "task_arn": row["task_arn"], "error_code": ErrorCode.TIMEOUT.value},
@@ -214,12 +194,8 @@ def _settle_uploads(
 ) -> None:
     age = config.upload_url_ttl_seconds + config.upload_grace_seconds
     with db.connection() as conn:
-        uploads = conn.execute(
-            f"""SELECT id, object_key FROM uploads WHERE status = 'PENDING' AND created_at < {_CUTOFF}
-                ORDER BY sweep_checked_at NULLS FIRST, created_at LIMIT %(limit)s""",
-            {"now": now, "age": float(age), "limit": config.batch_limit},
-        ).fetchall()
-    for upload in uploads:
+        stale = uploads_repo.stale_pending(conn, age, config.batch_limit, now)
+    for upload in stale:
         upload_id = str(upload["id"])
         try:
             size = object_size(str(upload["object_key"]))
@@ -227,28 +203,23 @@ def _settle_uploads(
             report.errors += 1
             log.error("could not check a stale upload's object", extra={"upload_id": upload_id, "error": str(err)})
             with db.connection() as conn:
-                conn.execute("UPDATE uploads SET sweep_checked_at = now() WHERE id = %s", (upload_id,))
+                uploads_repo.mark_checked(conn, upload_id)
             continue
         with db.connection() as conn:
             if size is None:
-                row = conn.execute(
-                    "UPDATE uploads SET status = 'EXPIRED' WHERE id = %s AND status = 'PENDING' RETURNING id",
-                    (upload_id,),
-                ).fetchone()
+                row = uploads_repo.expire(conn, upload_id)
                 target = report.uploads_expired
             else:
-                row = conn.execute(
-                    """UPDATE uploads SET status = 'UPLOADED', size_bytes = %s,
-                              completed_at = COALESCE(completed_at, now()), multipart_upload_id = NULL
-                       WHERE id = %s AND status = 'PENDING' RETURNING id""",
-                    (size, upload_id),
-                ).fetchone()
+                row = uploads_repo.mark_uploaded(conn, upload_id, size, from_statuses=[UploadStatus.PENDING])
                 target = report.uploads_completed
         if row is not None:
             target.append(upload_id)
             log.info(
                 "stale upload settled",
-                extra={"upload_id": upload_id, "status": "EXPIRED" if size is None else "UPLOADED"},
+                extra={
+                    "upload_id": upload_id,
+                    "status": (UploadStatus.EXPIRED if size is None else UploadStatus.UPLOADED).value,
+                },
             )
 
 
@@ -266,13 +237,4 @@ def sqs_sender(sqs: Any, queue_url: str) -> SendJob:
 
 def s3_object_size(s3: Any, bucket: str) -> ObjectSize:
     """HEAD objects of ``bucket``: the size, None on 404; anything else raises."""
-
-    def size(key: str) -> int | None:
-        try:
-            return int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-
-    return size
+    return partial(head_size, s3, bucket)

@@ -30,6 +30,7 @@ from runtime.dispatcher.sweeper import SweepConfig, SweepReport, s3_object_size,
 from runtime.shared import db as dbm
 from runtime.shared.aws import client
 from runtime.shared.messages import JobMessage
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.settings import Settings
 from runtime.shared.status import JobStatus
 
@@ -90,14 +91,12 @@ class LocalDispatcher:
         """
         requeued = failed = 0
         with self.db.connection() as conn:
-            rows = conn.execute(
-                "SELECT id, status, task_arn FROM jobs WHERE status IN ('QUEUED', 'DISPATCHED', 'RUNNING')"
-            ).fetchall()
+            rows = jobs_repo.unfinished(conn)
         for row in rows:
             job_id, status, task_arn = str(row["id"]), JobStatus(row["status"]), row["task_arn"]
             if status is JobStatus.DISPATCHED and task_arn is None:
                 with self.db.connection() as conn:
-                    dbm.transition(conn, job_id, JobStatus.QUEUED, from_statuses=[JobStatus.DISPATCHED])
+                    jobs_repo.transition(conn, job_id, JobStatus.QUEUED, from_statuses=[JobStatus.DISPATCHED])
                 status = JobStatus.QUEUED
             if status is JobStatus.QUEUED:
                 self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=JobMessage(job_id).to_body())

@@ -1,12 +1,15 @@
-"""Job statuses and the transitions allowed between them.
+"""Job and upload statuses and the transitions allowed between them.
 
-The database enforces these with guarded UPDATEs (``WHERE status = ANY(%s)``); this module is
-the one place that says which sources are legal for each target.
+The database enforces these with guarded UPDATEs (``WHERE status = ANY(%s)``, in
+runtime/shared/repo); this module is the one place that says which sources are legal for
+each target, and every guard there is computed from it (:func:`sources`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import TypeVar
 
 
 class JobStatus(StrEnum):
@@ -19,7 +22,6 @@ class JobStatus(StrEnum):
 
 
 TERMINAL: frozenset[JobStatus] = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
-ACTIVE: frozenset[JobStatus] = frozenset(set(JobStatus) - TERMINAL)
 
 #: target -> the statuses a job may move to it from.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -32,14 +34,67 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.CANCELLED: frozenset({JobStatus.QUEUED, JobStatus.DISPATCHED, JobStatus.RUNNING}),
 }
 
+#: Statuses of a job still waiting for a worker: the ones a worker may start it from.
+AWAITING_WORKER: frozenset[JobStatus] = TRANSITIONS[JobStatus.RUNNING]
+#: Statuses in which a worker task may exist for the job: claimed for one, or run by one. A
+#: task id is recorded, and a stopped or lost task fails the job, only in these.
+WITH_WORKER: frozenset[JobStatus] = frozenset({JobStatus.DISPATCHED, JobStatus.RUNNING})
 
-def sources(target: JobStatus) -> list[str]:
-    """Statuses from which ``target`` may be reached, as SQL parameters."""
-    return sorted(s.value for s in TRANSITIONS[target])
+
+def sources(target: JobStatus, only: Iterable[JobStatus] | None = None) -> list[str]:
+    """Statuses from which ``target`` may be reached, as SQL parameters.
+
+    ``only`` narrows them for a guard that accepts fewer; naming an illegal source is a
+    programming error (ValueError), so a narrowed guard can never widen the state machine.
+    """
+    return _narrow(TRANSITIONS, target, only)
 
 
 def can_transition(source: JobStatus, target: JobStatus) -> bool:
     return source in TRANSITIONS[target]
+
+
+class UploadStatus(StrEnum):
+    """Where an upload is; stored in ``uploads.status``, shown to users."""
+
+    PENDING = "PENDING"
+    UPLOADED = "UPLOADED"
+    ABORTED = "ABORTED"
+    EXPIRED = "EXPIRED"
+
+
+#: target -> the statuses an upload may move to it from. Completing is idempotent (a retried
+#: ``/complete`` or ``/process``); a user may abort an upload whatever its status.
+UPLOAD_TRANSITIONS: dict[UploadStatus, frozenset[UploadStatus]] = {
+    UploadStatus.UPLOADED: frozenset({UploadStatus.PENDING, UploadStatus.UPLOADED}),
+    UploadStatus.ABORTED: frozenset(UploadStatus),
+    UploadStatus.EXPIRED: frozenset({UploadStatus.PENDING}),
+}
+
+
+def upload_sources(target: UploadStatus, only: Iterable[UploadStatus] | None = None) -> list[str]:
+    """Statuses from which an upload may reach ``target``, as SQL parameters (``only`` narrows)."""
+    return _narrow(UPLOAD_TRANSITIONS, target, only)
+
+
+def can_complete(status: UploadStatus) -> bool:
+    """Whether an upload in ``status`` may still become UPLOADED (not aborted or expired)."""
+    return status in UPLOAD_TRANSITIONS[UploadStatus.UPLOADED]
+
+
+_S = TypeVar("_S", JobStatus, UploadStatus)
+
+
+def _narrow(table: Mapping[_S, frozenset[_S]], target: _S, only: Iterable[_S] | None) -> list[str]:
+    allowed = table[target]
+    if only is not None:
+        narrowed = frozenset(only)
+        if not narrowed <= allowed:
+            raise ValueError(
+                f"{sorted(narrowed - allowed)} -> {target} is not a legal transition; legal sources: {sorted(allowed)}"
+            )
+        allowed = narrowed
+    return sorted(s.value for s in allowed)
 
 
 class ErrorCode(StrEnum):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.shared.repo.outputs import OutputRole
+
 
 @dataclass(frozen=True)
 class LocalOutput:
@@ -13,7 +15,7 @@ class LocalOutput:
 
     path: Path
     key: str
-    role: str | None
+    role: OutputRole | None
     mime: str
     width: int | None = None
     height: int | None = None

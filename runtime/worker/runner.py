@@ -16,10 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runtime.shared import aws
+from runtime.shared import aws, keys
 from runtime.shared import db as jobs_db
 from runtime.shared.contract import ContractError, JobSpec, JobType, parse_job
 from runtime.shared.log import bind
+from runtime.shared.repo import jobs as jobs_repo
+from runtime.shared.repo import outputs as outputs_repo
+from runtime.shared.repo import uploads as uploads_repo
+from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import Settings
 from runtime.shared.status import TERMINAL, ErrorCode, JobStatus
 from runtime.worker import image as image_ops
@@ -77,7 +81,7 @@ class ProgressReporter:
 
     def _write(self, pct: int) -> None:
         with self.database.connection() as conn:
-            status = jobs_db.set_progress(conn, self.job_id, max(pct, 0))
+            status = jobs_repo.set_progress(conn, self.job_id, max(pct, 0))
         self.writes += 1
         self.last_write = self.clock()
         self.last_pct = max(pct, self.last_pct)
@@ -98,13 +102,13 @@ def run_job(
     ``progress_interval``/``check_interval`` bound progress writes (see ProgressReporter)."""
     with bind(job_id=job_id):
         with database.connection() as conn:
-            job = jobs_db.get_job(conn, job_id)
+            job = jobs_repo.get(conn, job_id)
             if job is None:
                 raise JobNotFound(job_id)
             if JobStatus(job["status"]) in TERMINAL:
                 log.info("job already finished; nothing to do", extra={"status": job["status"]})
                 return JobStatus(job["status"])
-            claimed = jobs_db.transition(conn, job_id, JobStatus.RUNNING)
+            claimed = jobs_repo.transition(conn, job_id, JobStatus.RUNNING)
         if claimed is None:
             return _current(database, job_id, "job was not claimable")
         log.info("job claimed", extra={"job_type": job["job_type"]})
@@ -148,7 +152,7 @@ def _execute(
     except ContractError as err:
         raise JobFailure(ErrorCode.INVALID_JOB, f"the job's operations are invalid: {err}") from err
     with database.connection() as conn:
-        upload = jobs_db.get_upload(conn, str(job["upload_id"]))
+        upload = uploads_repo.get(conn, str(job["upload_id"]))
     if upload is None:
         raise JobFailure(ErrorCode.INPUT_MISSING, "the job's upload no longer exists; upload the file again")
     storage = S3Storage(settings)
@@ -191,7 +195,7 @@ def _process(
 
     if spec.job_type == JobType.IMAGE:
         result = image_ops.process_image(source, work, spec, settings.limits, stage, deadline)
-        return [LocalOutput(result.path, result.path.name, "image", result.mime, result.width, result.height)]
+        return [LocalOutput(result.path, result.path.name, OutputRole.IMAGE, result.mime, result.width, result.height)]
     operations = [(op.name, op.params) for op in spec.operations]
     return video_ops.process_video(source, work, operations, settings.limits, stage, deadline)
 
@@ -199,20 +203,16 @@ def _process(
 def _publish(storage: S3Storage, job: dict[str, Any], outputs: list[LocalOutput]) -> None:
     """Upload everything, the master playlist last (it never points at missing objects), then
     delete what an earlier run of this job left that this run did not produce."""
-    prefix = output_prefix(job)
+    prefix = keys.output_prefix(job["user_id"], job["id"])
     uploads = [Upload(o.path, prefix + o.key, o.mime, cache_control_for(o.mime)) for o in outputs]
     t0 = time.monotonic()
-    storage.upload_all(u for u, o in zip(uploads, outputs, strict=True) if o.role != "hls-master")
-    storage.upload_all(u for u, o in zip(uploads, outputs, strict=True) if o.role == "hls-master")
+    storage.upload_all(u for u, o in zip(uploads, outputs, strict=True) if o.role != OutputRole.HLS_MASTER)
+    storage.upload_all(u for u, o in zip(uploads, outputs, strict=True) if o.role == OutputRole.HLS_MASTER)
     pruned = storage.prune(prefix, {u.key for u in uploads})
     log.info(
         "outputs uploaded",
         extra={"objects": len(uploads), "pruned": pruned, "seconds": round(time.monotonic() - t0, 3)},
     )
-
-
-def output_prefix(job: dict[str, Any]) -> str:
-    return f"output/{job['user_id']}/{job['id']}/"
 
 
 def _safe_suffix(name: str) -> str:
@@ -227,12 +227,11 @@ class _NotRunning(Exception):
 def _succeed(database: jobs_db.Database, job_id: str, outputs: list[LocalOutput], started: float) -> JobStatus:
     """Record outputs and SUCCEEDED in one transaction (a cancel in between records nothing)."""
     with database.connection() as conn:
-        job = jobs_db.get_job(conn, job_id)
+        job = jobs_repo.get(conn, job_id)
         assert job is not None
-        prefix = output_prefix(job)
         rows = [
-            jobs_db.Output(
-                object_key=prefix + o.key,
+            outputs_repo.Output(
+                object_key=keys.output_key(job["user_id"], job["id"], o.key),
                 role=o.role,
                 bytes=o.path.stat().st_size,
                 mime=o.mime,
@@ -246,8 +245,8 @@ def _succeed(database: jobs_db.Database, job_id: str, outputs: list[LocalOutput]
         ]
         try:
             with conn.transaction():
-                jobs_db.replace_outputs(conn, job_id, rows)
-                if jobs_db.transition(conn, job_id, JobStatus.SUCCEEDED, from_statuses=[JobStatus.RUNNING]) is None:
+                outputs_repo.replace(conn, job_id, rows)
+                if jobs_repo.transition(conn, job_id, JobStatus.SUCCEEDED, from_statuses=[JobStatus.RUNNING]) is None:
                     raise _NotRunning
         except _NotRunning:
             return _current(database, job_id, "job left RUNNING before it could succeed")
@@ -260,7 +259,7 @@ def _succeed(database: jobs_db.Database, job_id: str, outputs: list[LocalOutput]
 
 def _fail(database: jobs_db.Database, job_id: str, code: ErrorCode, message: str) -> JobStatus:
     with database.connection() as conn:
-        row = jobs_db.transition(
+        row = jobs_repo.transition(
             conn,
             job_id,
             JobStatus.FAILED,
@@ -276,7 +275,7 @@ def _fail(database: jobs_db.Database, job_id: str, code: ErrorCode, message: str
 
 def _current(database: jobs_db.Database, job_id: str, why: str) -> JobStatus:
     with database.connection() as conn:
-        job = jobs_db.get_job(conn, job_id)
+        job = jobs_repo.get(conn, job_id)
     status = JobStatus(job["status"]) if job else JobStatus.FAILED
     log.info(why, extra={"status": status.value})
     return status

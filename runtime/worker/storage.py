@@ -1,6 +1,7 @@
 """The worker's S3 adapter: head, download, upload (with content type and caching), prune.
 
-Only this module talks to boto3; the runner deals in keys and local paths.
+Only this module (and runtime.shared.storage, which it HEADs with) talks to boto3; the runner
+deals in keys and local paths.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from runtime.shared.aws import client
 from runtime.shared.settings import Settings
+from runtime.shared.storage import head_size
 
 #: HLS caching: playlists may be replaced by a re-run, segments are written once per run.
 PLAYLIST_CACHE = "max-age=60"
@@ -50,13 +50,10 @@ class S3Storage:
 
     def input_size(self, key: str) -> int:
         """The input object's size; ObjectMissing when it is not there."""
-        try:
-            head = self._s3.head_object(Bucket=self.input_bucket, Key=key)
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise ObjectMissing(key) from err
-            raise
-        return int(head["ContentLength"])
+        size = head_size(self._s3, self.input_bucket, key)
+        if size is None:
+            raise ObjectMissing(key)
+        return size
 
     def download(self, key: str, target: Path) -> None:
         self._s3.download_file(self.input_bucket, key, str(target))

@@ -20,6 +20,7 @@ from typing import Any
 import ffmpeg
 
 from runtime.shared.contract import Poster, Transcode, TranscodeResolution
+from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import Limits
 from runtime.shared.status import ErrorCode
 from runtime.worker import hls
@@ -377,7 +378,7 @@ def transcode_hls(
             LocalOutput(
                 playlist_path,
                 f"hls/{rung.name}/index.m3u8",
-                "hls-rendition",
+                OutputRole.HLS_RENDITION,
                 HLS_MIME,
                 rung.width,
                 rung.height,
@@ -391,7 +392,14 @@ def transcode_hls(
     top = max(variants, key=lambda v: v.height * v.width)
     outputs.append(
         LocalOutput(
-            master, "hls/master.m3u8", "hls-master", HLS_MIME, top.width, top.height, info.duration, top.peak_bps
+            master,
+            "hls/master.m3u8",
+            OutputRole.HLS_MASTER,
+            HLS_MIME,
+            top.width,
+            top.height,
+            info.duration,
+            top.peak_bps,
         )
     )
     return outputs
@@ -426,7 +434,7 @@ def transcode_mp4(
     _check(result.returncode, result.stderr, "encoding the MP4")
     out = probe(target)
     bitrate = int(target.stat().st_size * 8 / out.duration) if out.duration else None
-    return [LocalOutput(target, target.name, "mp4", "video/mp4", width, height, out.duration, bitrate)]
+    return [LocalOutput(target, target.name, OutputRole.MP4, "video/mp4", width, height, out.duration, bitrate)]
 
 
 def make_poster(
@@ -455,7 +463,7 @@ def make_poster(
     import pyvips
 
     image = pyvips.Image.new_from_file(str(target))
-    return [LocalOutput(target, "poster.jpg", "poster", "image/jpeg", image.width, image.height)]
+    return [LocalOutput(target, "poster.jpg", OutputRole.POSTER, "image/jpeg", image.width, image.height)]
 
 
 #: operation name -> (function, relative cost used to apportion progress per unit of duration)

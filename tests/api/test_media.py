@@ -13,9 +13,10 @@ import psycopg
 import pytest
 import requests
 
-from runtime.shared import db as jobs_db
 from runtime.shared.aws import client as aws_client
 from runtime.shared.messages import parse_message
+from runtime.shared.repo import jobs as jobs_repo
+from runtime.shared.repo import outputs as outputs_repo
 from runtime.shared.status import JobStatus
 from tests.api.conftest import Caller, post_json, upload_file
 from tests.media import make_image
@@ -40,12 +41,12 @@ def _messages(settings: Any) -> list[str]:
     return [m["Body"] for m in out.get("Messages", [])]
 
 
-def _finish(db: Any, job_id: str, outputs: list[jobs_db.Output]) -> None:
+def _finish(db: Any, job_id: str, outputs: list[outputs_repo.Output]) -> None:
     """What the worker does at the end: outputs recorded, job SUCCEEDED (guarded transitions)."""
     with db.connection() as conn:
-        assert jobs_db.transition(conn, job_id, JobStatus.RUNNING) is not None
-        jobs_db.replace_outputs(conn, job_id, outputs)
-        assert jobs_db.transition(conn, job_id, JobStatus.SUCCEEDED) is not None
+        assert jobs_repo.transition(conn, job_id, JobStatus.RUNNING) is not None
+        outputs_repo.replace(conn, job_id, outputs)
+        assert jobs_repo.transition(conn, job_id, JobStatus.SUCCEEDED) is not None
 
 
 def _process(
@@ -112,7 +113,7 @@ def test_given_the_seeds_flow_when_replayed_request_for_request_then_every_step_
     user_id = user.json_body["id"]
     out_key = f"output/{user_id}/{job_id}/lain.jpg"
     aws_client("s3", settings).put_object(Bucket=settings.output_bucket, Key=out_key, Body=b"processed")
-    _finish(db, job_id, [jobs_db.Output(out_key, "image", 9, "image/jpeg", 100, 400)])
+    _finish(db, job_id, [outputs_repo.Output(out_key, "image", 9, "image/jpeg", 100, 400)])
     download = client.get(f"/media/download/{job_id}", headers=api_key)
     assert download.status_code == 200
     [output] = download.json_body["outputs"]
@@ -404,11 +405,11 @@ def test_given_a_running_job_when_cancelled_then_cancelled_and_a_second_cancel_i
     upload = upload_file(alice, jpeg)
     job_id = _process(alice, upload["upload_id"]).json_body["job_id"]
     with db.connection() as conn:
-        jobs_db.transition(conn, job_id, JobStatus.RUNNING)
+        jobs_repo.transition(conn, job_id, JobStatus.RUNNING)
     response = alice.call("POST", f"/media/jobs/{job_id}/cancel")
     assert response.status_code == 200 and response.json_body["status"] == "CANCELLED"
     with db.connection() as conn:
-        assert jobs_db.set_progress(conn, job_id, 50) == "CANCELLED"  # what the worker sees
+        assert jobs_repo.set_progress(conn, job_id, 50) == "CANCELLED"  # what the worker sees
     again = alice.call("POST", f"/media/jobs/{job_id}/cancel")
     assert again.status_code == 409 and _error(again)["details"]["status"] == "CANCELLED"
 
@@ -420,7 +421,7 @@ def test_given_a_second_user_when_touching_the_first_users_things_then_404_and_n
     job_id = _process(alice, upload["upload_id"]).json_body["job_id"]
     key = f"output/{alice.user['id']}/{job_id}/x.jpg"
     aws_client("s3", settings).put_object(Bucket=settings.output_bucket, Key=key, Body=b"x")
-    _finish(db, job_id, [jobs_db.Output(key, "image", 1, "image/jpeg")])
+    _finish(db, job_id, [outputs_repo.Output(key, "image", 1, "image/jpeg")])
     for method, path in [
         ("GET", f"/media/status/{job_id}"),
         ("GET", f"/media/download/{job_id}"),

@@ -13,8 +13,9 @@ import pytest
 import requests
 
 from runtime.api.chalicelib import tokens
-from runtime.shared import db as jobs_db
 from runtime.shared.aws import client as aws_client
+from runtime.shared.repo import jobs as jobs_repo
+from runtime.shared.repo import outputs as outputs_repo
 from runtime.shared.status import JobStatus
 from tests.api.conftest import Caller, upload_file
 from tests.media import make_video
@@ -55,17 +56,19 @@ def _finished_hls_job(caller: Caller, settings: Any, db: Any, files: dict[str, b
     for name, data in files.items():
         s3.put_object(Bucket=settings.output_bucket, Key=prefix + name, Body=data)
     outputs = [
-        jobs_db.Output(prefix + "master.m3u8", "hls-master", len(files["master.m3u8"]), "application/vnd.apple.mpegurl")
+        outputs_repo.Output(
+            prefix + "master.m3u8", "hls-master", len(files["master.m3u8"]), "application/vnd.apple.mpegurl"
+        )
     ]
     outputs += [
-        jobs_db.Output(prefix + n, "hls-rendition", len(d), "application/vnd.apple.mpegurl")
+        outputs_repo.Output(prefix + n, "hls-rendition", len(d), "application/vnd.apple.mpegurl")
         for n, d in files.items()
         if n.endswith("/index.m3u8")
     ]
     with db.connection() as conn:
-        jobs_db.transition(conn, job_id, JobStatus.RUNNING)
-        jobs_db.replace_outputs(conn, job_id, outputs)
-        jobs_db.transition(conn, job_id, JobStatus.SUCCEEDED)
+        jobs_repo.transition(conn, job_id, JobStatus.RUNNING)
+        outputs_repo.replace(conn, job_id, outputs)
+        jobs_repo.transition(conn, job_id, JobStatus.SUCCEEDED)
     return job_id
 
 

@@ -16,6 +16,7 @@ from runtime.dispatcher import handler
 from runtime.shared import db as dbm
 from runtime.shared.aws import client
 from runtime.shared.messages import JobMessage
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.settings import Settings
 from tests.factories import insert_job
 
@@ -79,7 +80,7 @@ def make_job(db: dbm.Database) -> Callable[..., dict[str, Any]]:
 
 def get_job(db: dbm.Database, job_id: Any) -> dict[str, Any]:
     with db.connection() as conn:
-        job = dbm.get_job(conn, str(job_id))
+        job = jobs_repo.get(conn, str(job_id))
     assert job is not None
     return job
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from runtime.dispatcher import handler
 from runtime.shared import db as dbm
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.status import ErrorCode, JobStatus
 from tests.dispatcher.conftest import body_for, get_job
 
@@ -42,7 +43,7 @@ def test_given_a_claim_left_without_task_when_its_message_is_dead_lettered_then_
 ) -> None:
     job = make_job()
     with db.connection() as conn:
-        dbm.transition(conn, str(job["id"]), JobStatus.DISPATCHED)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.DISPATCHED)
     dlq.send(body_for(job))
 
     response = handler.handle_dlq(dlq.event(dlq.receive(expect=1)), None)
@@ -57,11 +58,11 @@ def test_given_dead_letters_for_running_finished_and_malformed_messages_when_han
     running, dispatched, done = make_job(), make_job(), make_job()
     with db.connection() as conn:
         for job in (running, dispatched, done):
-            dbm.transition(conn, str(job["id"]), JobStatus.DISPATCHED)
-            dbm.set_task_arn(conn, str(job["id"]), f"arn:aws:ecs:us-east-1:1:task/c/{job['id']}")
-        dbm.transition(conn, str(running["id"]), JobStatus.RUNNING)
-        dbm.transition(conn, str(done["id"]), JobStatus.RUNNING)
-        dbm.transition(conn, str(done["id"]), JobStatus.SUCCEEDED)
+            jobs_repo.transition(conn, str(job["id"]), JobStatus.DISPATCHED)
+            jobs_repo.set_task_arn(conn, str(job["id"]), f"arn:aws:ecs:us-east-1:1:task/c/{job['id']}")
+        jobs_repo.transition(conn, str(running["id"]), JobStatus.RUNNING)
+        jobs_repo.transition(conn, str(done["id"]), JobStatus.RUNNING)
+        jobs_repo.transition(conn, str(done["id"]), JobStatus.SUCCEEDED)
     dlq.send(body_for(running), body_for(dispatched), body_for(done), "garbage", '{"version": 1}')
 
     response = handler.handle_dlq(dlq.event(dlq.receive(expect=5)), None)

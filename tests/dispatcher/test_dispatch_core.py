@@ -15,6 +15,7 @@ from runtime.dispatcher.core import Outcome, dispatch
 from runtime.dispatcher.launchers import EcsConfig, EcsLauncher, LaunchRequest, LocalProcessLauncher
 from runtime.shared import aws
 from runtime.shared import db as dbm
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.status import JobStatus
 from tests.dispatcher.conftest import body_for, cluster_tasks, get_job
 
@@ -101,7 +102,7 @@ def test_given_a_claim_abandoned_before_runtask_when_redelivered_then_it_is_recl
     job = make_job()
     with db.connection() as conn:
         # A dispatcher claimed the job, then its Lambda timed out before RunTask returned.
-        dbm.transition(conn, str(job["id"]), JobStatus.DISPATCHED)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.DISPATCHED)
         conn.execute("UPDATE jobs SET dispatched_at = now() - interval '20 minutes' WHERE id = %s", (job["id"],))
     stubber.add_response(
         "run_task",
@@ -122,7 +123,7 @@ def test_given_a_fresh_claim_without_task_when_redelivered_then_nothing_starts_a
     launcher, _ = stubbed  # no response scripted: any RunTask call would fail the test
     job = make_job()
     with db.connection() as conn:
-        dbm.transition(conn, str(job["id"]), JobStatus.DISPATCHED)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.DISPATCHED)
 
     outcome = dispatch(db, launcher, body_for(job), claim_timeout_seconds=900)
 
@@ -162,7 +163,7 @@ class CancellingLauncher(LocalProcessLauncher):
     def launch(self, request: LaunchRequest) -> str:
         assert self.db is not None
         with self.db.connection() as conn:
-            dbm.transition(conn, request.job_id, JobStatus.CANCELLED)
+            jobs_repo.transition(conn, request.job_id, JobStatus.CANCELLED)
         return super().launch(request)
 
 
@@ -190,7 +191,7 @@ def test_given_a_claim_whose_holder_died_when_redelivered_before_and_after_the_t
     launcher = EcsLauncher(EcsConfig.from_settings(ecs_settings), ecs)
     job = make_job()
     with db.connection() as conn:
-        dbm.transition(conn, str(job["id"]), JobStatus.DISPATCHED)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.DISPATCHED)
 
     assert dispatch(db, launcher, body_for(job), claim_timeout_seconds=3600) is Outcome.CLAIM_IN_FLIGHT
     assert dispatch(db, launcher, body_for(job), claim_timeout_seconds=0) is Outcome.LAUNCHED

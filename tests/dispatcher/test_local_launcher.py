@@ -18,6 +18,7 @@ from runtime.dispatcher.launchers import (
     LocalProcessLauncher,
 )
 from runtime.shared import db as dbm
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.status import ErrorCode, JobStatus
 from tests.dispatcher.conftest import body_for, get_job
 
@@ -90,7 +91,7 @@ def test_given_a_running_worker_when_stopped_then_it_is_killed_and_its_job_fails
     job = make_job()
     assert dispatch(db, launcher, body_for(job)) is Outcome.LAUNCHED
     with db.connection() as conn:
-        dbm.transition(conn, str(job["id"]), JobStatus.RUNNING)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.RUNNING)
 
     [stopped] = launcher.shutdown(grace_seconds=5)
     task_stopped(db, stopped.to_stopped_task())
@@ -108,8 +109,8 @@ def test_given_a_worker_that_recorded_success_when_it_exits_then_the_job_stays_s
     job = make_job()
     assert dispatch(db, launcher, body_for(job)) is Outcome.LAUNCHED
     with db.connection() as conn:
-        dbm.transition(conn, str(job["id"]), JobStatus.RUNNING)
-        dbm.transition(conn, str(job["id"]), JobStatus.SUCCEEDED)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.RUNNING)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.SUCCEEDED)
 
     assert launcher.wait(timeout=30)
     [finished] = launcher.poll()

@@ -9,6 +9,7 @@ from typing import Any
 from runtime.dispatcher import handler
 from runtime.dispatcher.launchers import LocalProcessLauncher
 from runtime.shared import db as dbm
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.status import JobStatus
 from tests.dispatcher.conftest import body_for, cluster_tasks, get_job
 
@@ -103,7 +104,7 @@ def test_given_a_cancelled_job_and_a_missing_job_when_handled_then_nothing_start
 ) -> None:
     cancelled = make_job()
     with db.connection() as conn:
-        assert dbm.transition(conn, str(cancelled["id"]), JobStatus.CANCELLED) is not None
+        assert jobs_repo.transition(conn, str(cancelled["id"]), JobStatus.CANCELLED) is not None
     queue.send(body_for(cancelled), '{"version": 1, "job_id": "00000000-0000-4000-8000-000000000000"}')
     messages = queue.receive(expect=2)
 

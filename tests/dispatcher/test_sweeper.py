@@ -16,6 +16,8 @@ from runtime.dispatcher.sweeper import SweepConfig, s3_object_size, sqs_sender, 
 from runtime.shared import db as dbm
 from runtime.shared.aws import client
 from runtime.shared.messages import parse_message
+from runtime.shared.repo import jobs as jobs_repo
+from runtime.shared.repo import uploads as uploads_repo
 from runtime.shared.settings import ConfigError, Settings
 from runtime.shared.status import ErrorCode, JobStatus
 from tests.dispatcher.conftest import get_job
@@ -102,9 +104,9 @@ def test_given_fresh_jobs_and_uploads_when_swept_then_they_are_left_alone(
     running = make_job()
     dispatched = make_job()
     with db.connection() as conn:
-        dbm.transition(conn, str(running["id"]), JobStatus.RUNNING)
-        dbm.transition(conn, str(dispatched["id"]), JobStatus.DISPATCHED)
-        dbm.set_task_arn(conn, str(dispatched["id"]), "arn:aws:ecs:us-east-1:123456789012:task/c/abc")
+        jobs_repo.transition(conn, str(running["id"]), JobStatus.RUNNING)
+        jobs_repo.transition(conn, str(dispatched["id"]), JobStatus.DISPATCHED)
+        jobs_repo.set_task_arn(conn, str(dispatched["id"]), "arn:aws:ecs:us-east-1:123456789012:task/c/abc")
         upload = insert_upload(conn, user_id)
     # Old, but not old enough: RUNNING past the wall time yet inside the grace period,
     # QUEUED just under the requeue threshold, PENDING within URL lifetime + grace.
@@ -119,7 +121,7 @@ def test_given_fresh_jobs_and_uploads_when_swept_then_they_are_left_alone(
     assert (aws.sent, aws.heads) == ([], [])
     assert {job_id: get_job(db, job_id) for job_id in before} == before
     with db.connection() as conn:
-        assert dbm.get_upload(conn, str(upload["id"]))["status"] == "PENDING"
+        assert uploads_repo.get(conn, str(upload["id"]))["status"] == "PENDING"
     assert queue.depth() == 0
 
 
@@ -210,10 +212,10 @@ def test_given_jobs_running_past_the_wall_time_and_grace_when_swept_then_they_fa
     claimed = make_job()  # DISPATCHED without a task: the claim-timeout path owns it, not the sweeper
     task = "arn:aws:ecs:us-east-1:123456789012:task/c/lost"
     with db.connection() as conn:
-        dbm.transition(conn, str(running["id"]), JobStatus.RUNNING)
-        dbm.transition(conn, str(dispatched["id"]), JobStatus.DISPATCHED)
-        dbm.set_task_arn(conn, str(dispatched["id"]), task)
-        dbm.transition(conn, str(claimed["id"]), JobStatus.DISPATCHED)
+        jobs_repo.transition(conn, str(running["id"]), JobStatus.RUNNING)
+        jobs_repo.transition(conn, str(dispatched["id"]), JobStatus.DISPATCHED)
+        jobs_repo.set_task_arn(conn, str(dispatched["id"]), task)
+        jobs_repo.transition(conn, str(claimed["id"]), JobStatus.DISPATCHED)
     lost = timedelta(seconds=3600 + 600 + 60)
     backdate(db, "jobs", running["id"], started_at=lost, updated_at=timedelta(minutes=1))
     backdate(db, "jobs", dispatched["id"], dispatched_at=lost)
@@ -238,10 +240,10 @@ def test_given_a_timed_out_job_that_finished_meanwhile_when_swept_then_the_resul
 ) -> None:
     job = make_job()
     with db.connection() as conn:
-        dbm.transition(conn, str(job["id"]), JobStatus.RUNNING)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.RUNNING)
     backdate(db, "jobs", job["id"], started_at=timedelta(hours=3))
     with db.connection() as conn:
-        dbm.transition(conn, str(job["id"]), JobStatus.SUCCEEDED)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.SUCCEEDED)
 
     report = aws.sweep(db)
 
@@ -273,7 +275,7 @@ def test_given_stale_pending_uploads_when_swept_then_present_objects_are_uploade
     assert again.changed == 0
     assert sorted(aws.heads) == sorted([present["object_key"], missing["object_key"]])
     with db.connection() as conn:
-        stored = {u["id"]: dbm.get_upload(conn, str(u["id"])) for u in (present, missing, fresh, done)}
+        stored = {u["id"]: uploads_repo.get(conn, str(u["id"])) for u in (present, missing, fresh, done)}
     assert stored[present["id"]]["status"] == "UPLOADED"
     assert stored[present["id"]]["size_bytes"] == 1234
     assert stored[present["id"]]["completed_at"] is not None
@@ -296,7 +298,7 @@ def test_given_s3_errors_when_swept_then_the_upload_stays_pending_for_a_later_ru
 
     assert (report.changed, report.errors) == (0, 1)
     with db.connection() as conn:
-        assert dbm.get_upload(conn, str(upload["id"]))["status"] == "PENDING"
+        assert uploads_repo.get(conn, str(upload["id"]))["status"] == "PENDING"
 
 
 def test_given_failing_checks_filling_a_batch_when_swept_again_then_the_other_uploads_are_settled(
@@ -320,7 +322,7 @@ def test_given_failing_checks_filling_a_batch_when_swept_again_then_the_other_up
     assert (first.errors, first.uploads_expired) == (1, [])
     assert (second.errors, second.uploads_expired) == (0, [str(healthy["id"])])
     with db.connection() as conn:
-        assert dbm.get_upload(conn, str(failing["id"]))["status"] == "PENDING"
+        assert uploads_repo.get(conn, str(failing["id"]))["status"] == "PENDING"
 
 
 # --- the Lambda handler and its configuration ---------------------------------------------------------

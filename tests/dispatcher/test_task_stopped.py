@@ -10,6 +10,7 @@ import pytest
 from runtime.dispatcher import handler
 from runtime.dispatcher.core import StoppedTask, task_stopped
 from runtime.shared import db as dbm
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.status import ErrorCode, JobStatus
 from tests.dispatcher.conftest import body_for, cluster_tasks, get_job, stopped_event
 
@@ -29,7 +30,7 @@ def test_given_a_running_job_when_its_task_stops_out_of_memory_then_the_job_fail
 ) -> None:
     job, task = dispatched
     with db.connection() as conn:
-        dbm.transition(conn, str(job["id"]), JobStatus.RUNNING)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.RUNNING)
     event = stopped_event(
         task,
         stopCode="EssentialContainerExited",
@@ -121,13 +122,13 @@ def test_given_a_finished_job_or_another_tasks_job_when_a_task_stops_then_nothin
 ) -> None:
     job, task = dispatched
     with db.connection() as conn:
-        dbm.transition(conn, str(job["id"]), JobStatus.RUNNING)
-        dbm.transition(conn, str(job["id"]), JobStatus.SUCCEEDED)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.RUNNING)
+        jobs_repo.transition(conn, str(job["id"]), JobStatus.SUCCEEDED)
     stopped = {"stopCode": "EssentialContainerExited", "containers": [{"name": "worker", "exitCode": 0}]}
     other = make_job()
     with db.connection() as conn:
-        dbm.transition(conn, str(other["id"]), JobStatus.DISPATCHED)
-        dbm.set_task_arn(conn, str(other["id"]), "arn:aws:ecs:us-east-1:1:task/c/newer")
+        jobs_repo.transition(conn, str(other["id"]), JobStatus.DISPATCHED)
+        jobs_repo.set_task_arn(conn, str(other["id"]), "arn:aws:ecs:us-east-1:1:task/c/newer")
     # An old task of `other` (e.g. before a retry) stops late: the job's current task is another one.
     old_task = {**task, "taskArn": "arn:aws:ecs:us-east-1:1:task/c/older"}
     old_task["overrides"] = {"containerOverrides": [{"name": "worker", "environment": [

@@ -14,6 +14,7 @@ from runtime.local.dispatch_loop import LocalDispatcher
 from runtime.shared import db as dbm
 from runtime.shared.aws import client
 from runtime.shared.messages import JobMessage, parse_message
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.status import JobStatus
 from tests.factories import insert_job
 
@@ -25,7 +26,7 @@ def make_job(db: dbm.Database) -> str:
 
 def status(db: dbm.Database, job_id: str) -> dict[str, Any]:
     with db.connection() as conn:
-        job = dbm.get_job(conn, job_id)
+        job = jobs_repo.get(conn, job_id)
     assert job is not None
     return job
 
@@ -55,10 +56,10 @@ def test_given_jobs_left_in_flight_when_the_platform_restarts_then_queued_ones_a
 ) -> None:
     queued, claimed, running = make_job(db), make_job(db), make_job(db)
     with db.connection() as conn:
-        dbm.transition(conn, claimed, JobStatus.DISPATCHED)
-        dbm.transition(conn, running, JobStatus.DISPATCHED)
-        dbm.set_task_arn(conn, running, "local:999999999")
-        dbm.transition(conn, running, JobStatus.RUNNING)
+        jobs_repo.transition(conn, claimed, JobStatus.DISPATCHED)
+        jobs_repo.transition(conn, running, JobStatus.DISPATCHED)
+        jobs_repo.set_task_arn(conn, running, "local:999999999")
+        jobs_repo.transition(conn, running, JobStatus.RUNNING)
 
     counts = dispatcher.recover()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from runtime.local.dispatch_loop import LocalDispatcher
 from runtime.shared import db as dbm
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.status import JobStatus
 from tests.factories import insert_job
 
@@ -29,7 +30,7 @@ def test_given_a_job_whose_message_was_lost_when_the_loop_runs_then_the_sweeper_
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with db.connection() as conn:
-                job = dbm.get_job(conn, job_id)
+                job = jobs_repo.get(conn, job_id)
             assert job is not None
             # claimed (DISPATCHED) first, then the launched worker's id is recorded
             if job["status"] != JobStatus.QUEUED and job["task_arn"] is not None:

@@ -12,6 +12,8 @@ import pytest
 from runtime.shared import db as dbm
 from runtime.shared.contract import parse_job
 from runtime.shared.migrate import MigrationError, apply_migrations, content_hash, discover
+from runtime.shared.repo import jobs as jobs_repo
+from runtime.shared.repo import outputs as outputs_repo
 from runtime.shared.status import JobStatus
 from tests.factories import insert_job
 
@@ -96,7 +98,7 @@ def test_given_queued_job_when_transition_helper_races_then_exactly_one_wins(db:
     def claim() -> None:
         with pool.connection() as conn:
             barrier.wait()
-            row = dbm.transition(conn, job["id"], JobStatus.DISPATCHED)
+            row = jobs_repo.transition(conn, job["id"], JobStatus.DISPATCHED)
             if row:
                 wins.append(row)
 
@@ -113,37 +115,37 @@ def test_given_queued_job_when_transition_helper_races_then_exactly_one_wins(db:
 def test_given_job_lifecycle_when_transitions_applied_then_guards_hold(db: dbm.Database) -> None:
     job = make_job(db)
     with db.connection() as conn:
-        assert dbm.transition(conn, job["id"], JobStatus.SUCCEEDED) is None  # not RUNNING yet
-        claimed = dbm.transition(conn, job["id"], JobStatus.DISPATCHED)
+        assert jobs_repo.transition(conn, job["id"], JobStatus.SUCCEEDED) is None  # not RUNNING yet
+        claimed = jobs_repo.transition(conn, job["id"], JobStatus.DISPATCHED)
         assert claimed and claimed["dispatched_at"] is not None
-        assert dbm.set_task_arn(conn, job["id"], "arn:task/1")["task_arn"] == "arn:task/1"
-        released = dbm.transition(conn, job["id"], JobStatus.QUEUED)
+        assert jobs_repo.set_task_arn(conn, job["id"], "arn:task/1")["task_arn"] == "arn:task/1"
+        released = jobs_repo.transition(conn, job["id"], JobStatus.QUEUED)
         assert released["task_arn"] is None and released["status"] == "QUEUED"
-        dbm.transition(conn, job["id"], JobStatus.DISPATCHED)
-        running = dbm.transition(conn, job["id"], JobStatus.RUNNING, from_statuses=[JobStatus.DISPATCHED])
+        jobs_repo.transition(conn, job["id"], JobStatus.DISPATCHED)
+        running = jobs_repo.transition(conn, job["id"], JobStatus.RUNNING, from_statuses=[JobStatus.DISPATCHED])
         assert running and running["started_at"] is not None
-        assert dbm.set_progress(conn, job["id"], 40) == "RUNNING"
-        assert dbm.set_progress(conn, job["id"], 10) == "RUNNING"
-        assert dbm.get_job(conn, job["id"])["progress"] == 40  # never backwards
-        done = dbm.transition(conn, job["id"], JobStatus.SUCCEEDED)
+        assert jobs_repo.set_progress(conn, job["id"], 40) == "RUNNING"
+        assert jobs_repo.set_progress(conn, job["id"], 10) == "RUNNING"
+        assert jobs_repo.get(conn, job["id"])["progress"] == 40  # never backwards
+        done = jobs_repo.transition(conn, job["id"], JobStatus.SUCCEEDED)
         assert done["progress"] == 100 and done["finished_at"] is not None
-        assert dbm.transition(conn, job["id"], JobStatus.FAILED, error_code="X") is None
-        assert dbm.set_progress(conn, job["id"], 50) == "SUCCEEDED"
+        assert jobs_repo.transition(conn, job["id"], JobStatus.FAILED, error_code="X") is None
+        assert jobs_repo.set_progress(conn, job["id"], 50) == "SUCCEEDED"
 
 
 def test_given_illegal_narrowing_or_field_when_transition_then_value_error(db: dbm.Database) -> None:
     job = make_job(db)
     with db.connection() as conn:
         with pytest.raises(ValueError, match="not a legal transition"):
-            dbm.transition(conn, job["id"], JobStatus.SUCCEEDED, from_statuses=[JobStatus.QUEUED])
+            jobs_repo.transition(conn, job["id"], JobStatus.SUCCEEDED, from_statuses=[JobStatus.QUEUED])
         with pytest.raises(ValueError, match="cannot set"):
-            dbm.transition(conn, job["id"], JobStatus.FAILED, status="SUCCEEDED")
+            jobs_repo.transition(conn, job["id"], JobStatus.FAILED, status="SUCCEEDED")
 
 
 def test_given_idempotency_key_when_job_created_twice_then_same_job(db: dbm.Database) -> None:
     job = make_job(db, idempotency_key="k1")
     with db.connection() as conn:
-        again, created = dbm.create_job(
+        again, created = jobs_repo.create(
             conn,
             user_id=job["user_id"],
             upload_id=job["upload_id"],
@@ -155,10 +157,10 @@ def test_given_idempotency_key_when_job_created_twice_then_same_job(db: dbm.Data
 
 def test_given_outputs_when_replaced_twice_then_rows_are_not_duplicated(db: dbm.Database) -> None:
     job = make_job(db)
-    outputs = [dbm.Output("output/a.jpg", "image", 10, "image/jpeg", 10, 20)]
+    outputs = [outputs_repo.Output("output/a.jpg", "image", 10, "image/jpeg", 10, 20)]
     with db.connection() as conn:
-        dbm.replace_outputs(conn, job["id"], outputs)
-        dbm.replace_outputs(conn, job["id"], [*outputs, dbm.Output("output/b.jpg", "image", 5, "image/jpeg")])
-        rows = dbm.list_outputs(conn, job["id"])
+        outputs_repo.replace(conn, job["id"], outputs)
+        outputs_repo.replace(conn, job["id"], [*outputs, outputs_repo.Output("output/b.jpg", "image", 5, "image/jpeg")])
+        rows = outputs_repo.for_job(conn, job["id"])
     assert [r["object_key"] for r in rows] == ["output/a.jpg", "output/b.jpg"]
     assert rows[0]["width"] == 10 and rows[0]["height"] == 20

@@ -76,7 +76,7 @@ def submit(settings: Any, db: Any) -> Submit:
 
 @pytest.fixture()
 def job_row(db: Any) -> Callable[[str], dict[str, Any]]:
-    from runtime.shared.db import get_job
+    from runtime.shared.repo.jobs import get as get_job
 
     def _row(job_id: str) -> dict[str, Any]:
         with db.connection() as conn:
@@ -89,7 +89,7 @@ def job_row(db: Any) -> Callable[[str], dict[str, Any]]:
 
 @pytest.fixture()
 def outputs(db: Any) -> Callable[[str], list[dict[str, Any]]]:
-    from runtime.shared.db import list_outputs
+    from runtime.shared.repo.outputs import for_job as list_outputs
 
     def _outputs(job_id: str) -> list[dict[str, Any]]:
         with db.connection() as conn:

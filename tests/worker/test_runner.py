@@ -185,7 +185,7 @@ def test_given_job_cancelled_while_transcoding_when_noticed_then_cancelled_and_n
 def test_given_reporter_when_called_often_then_writes_are_bounded_and_cancel_raises(
     settings: Any, db: Any, submit: Any, photo: Path
 ) -> None:
-    from runtime.shared.db import transition
+    from runtime.shared.repo.jobs import transition
     from runtime.worker.errors import Cancelled
 
     job_id = submit(photo, "IMAGE", [{"op": "resize", "width": 10}])

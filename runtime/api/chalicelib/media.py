@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -19,12 +18,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.errors import ApiError
-from runtime.shared import db as jobs_db
+from runtime.shared import keys
 from runtime.shared.contract import ContractError, JobSpec, Problem, parse_job
 from runtime.shared.log import bind
 from runtime.shared.messages import JobMessage
+from runtime.shared.repo import jobs as jobs_repo
+from runtime.shared.repo import outputs as outputs_repo
+from runtime.shared.repo import uploads as uploads_repo
+from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, presigned_ttl
-from runtime.shared.status import ErrorCode, JobStatus
+from runtime.shared.status import ErrorCode, JobStatus, UploadStatus, can_complete
+from runtime.shared.storage import error_code, head_size
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +68,6 @@ MIME_TYPES: dict[str, tuple[str, ...]] = {
         "video/x-flv",
     ),
 }
-ROLES = ("image", "poster", "mp4", "hls-master", "hls-rendition", "hls-segment")
-
-
-def safe_name(file_name: str) -> str:
-    """The last path component, reduced to [A-Za-z0-9._-], never empty or hidden."""
-    base = re.split(r"[\\/]", file_name.strip())[-1]
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._-")[:128]
-    return cleaned or "file"
 
 
 # --- uploads -------------------------------------------------------------------------------
@@ -172,23 +168,19 @@ def create_upload(deps: Deps, principal: Principal, body: dict[str, Any]) -> dic
     if multipart and size is None:
         raise ApiError(400, "INVALID_BODY", "a multipart upload needs size_bytes", {"field": "size_bytes"})
     upload_id = str(uuid.uuid4())
-    key = f"input/{principal.user_id}/{upload_id}/{safe_name(str(body['file_name']))}"
+    key = keys.upload_key(principal.user_id, upload_id, str(body["file_name"]))
     # The row first: whatever happens in S3 afterwards, the upload has a record.
     with deps.db.connection() as conn:
-        conn.execute(
-            """INSERT INTO uploads (id, user_id, api_key_id, object_key, filename, content_type, media_type,
-                                    declared_bytes)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-            (
-                upload_id,
-                principal.user_id,
-                principal.api_key_id,
-                key,
-                str(body["file_name"])[:255],
-                mime,
-                file_type,
-                size or 0,
-            ),
+        uploads_repo.create(
+            conn,
+            upload_id=upload_id,
+            user_id=principal.user_id,
+            api_key_id=principal.api_key_id,
+            object_key=key,
+            filename=str(body["file_name"])[:255],
+            content_type=mime,
+            media_type=file_type,
+            declared_bytes=size or 0,
         )
     multipart_id: str | None = None
     try:
@@ -198,15 +190,10 @@ def create_upload(deps: Deps, principal: Principal, body: dict[str, Any]) -> dic
     except (ClientError, BotoCoreError) as err:
         log.error("presigning failed", extra={"error": str(err), "upload_id": upload_id})
         with deps.db.connection() as conn:
-            conn.execute(
-                "UPDATE uploads SET status = 'ABORTED', multipart_upload_id = %s WHERE id = %s",
-                (multipart_id, upload_id),
-            )
+            uploads_repo.abort(conn, upload_id, multipart_upload_id=multipart_id)
         raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
     with deps.db.connection() as conn:
-        row = conn.execute(
-            "UPDATE uploads SET multipart_upload_id = %s WHERE id = %s RETURNING *", (multipart_id, upload_id)
-        ).fetchone()
+        row = uploads_repo.set_multipart_id(conn, upload_id, multipart_id)
     assert row is not None
     if instructions["multipart"] is not None:
         instructions["multipart"]["complete_path"] = f"/media/upload/{upload_id}/complete"
@@ -221,7 +208,7 @@ def create_upload(deps: Deps, principal: Principal, body: dict[str, Any]) -> dic
 
 def _owned_upload(deps: Deps, principal: Principal, upload_id: str) -> dict[str, Any]:
     with deps.db.connection() as conn:
-        row = jobs_db.get_upload(conn, upload_id, principal.user_id)
+        row = uploads_repo.get(conn, upload_id, principal.user_id)
     if row is None:
         raise ApiError(404, "UPLOAD_NOT_FOUND", "no upload of yours has this id", {"upload_id": upload_id})
     return row
@@ -230,12 +217,8 @@ def _owned_upload(deps: Deps, principal: Principal, upload_id: str) -> dict[str,
 def _head(deps: Deps, key: str) -> int | None:
     """The object's size, or None when it does not exist."""
     try:
-        return int(deps.s3.head_object(Bucket=deps.settings.input_bucket, Key=key)["ContentLength"])
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
-    except BotoCoreError:
+        return head_size(deps.s3, deps.settings.input_bucket, key)
+    except (ClientError, BotoCoreError):
         raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
 
 
@@ -262,12 +245,7 @@ def _check_size(deps: Deps, size: int | None, upload: dict[str, Any]) -> int:
 
 def _mark_uploaded(deps: Deps, upload_id: str, size: int) -> dict[str, Any]:
     with deps.db.connection() as conn:
-        row = conn.execute(
-            """UPDATE uploads SET status = 'UPLOADED', size_bytes = %s, completed_at = COALESCE(completed_at, now()),
-                                  multipart_upload_id = NULL
-               WHERE id = %s AND status IN ('PENDING', 'UPLOADED') RETURNING *""",
-            (size, upload_id),
-        ).fetchone()
+        row = uploads_repo.mark_uploaded(conn, upload_id, size)
     if row is None:
         raise ApiError(409, "UPLOAD_ABORTED", "this upload was aborted or expired; create a new one")
     return row
@@ -282,7 +260,7 @@ def _completed_before(deps: Deps, upload: dict[str, Any]) -> bool:
 
 def complete_upload(deps: Deps, principal: Principal, upload_id: str, body: dict[str, Any]) -> dict[str, Any]:
     upload = _owned_upload(deps, principal, upload_id)
-    if upload["status"] in ("ABORTED", "EXPIRED"):
+    if not can_complete(UploadStatus(upload["status"])):
         raise ApiError(409, "UPLOAD_ABORTED", "this upload was aborted or expired; create a new one")
     s = deps.settings
     if upload["multipart_upload_id"]:
@@ -298,7 +276,7 @@ def complete_upload(deps: Deps, principal: Principal, upload_id: str, body: dict
                 MultipartUpload={"Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in ordered]},
             )
         except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
+            code = error_code(err)
             if code == "NoSuchUpload" and _completed_before(deps, upload):
                 pass  # a retry after API Gateway's 29 s timeout: S3 finished the first request
             elif code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "NoSuchUpload", "MalformedXML"):
@@ -326,17 +304,13 @@ def abort_upload(deps: Deps, principal: Principal, upload_id: str) -> dict[str, 
                     Bucket=s.input_bucket, Key=upload["object_key"], UploadId=upload["multipart_upload_id"]
                 )
             except ClientError as err:
-                if err.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                if error_code(err) != "NoSuchUpload":
                     raise
         deps.s3.delete_object(Bucket=s.input_bucket, Key=upload["object_key"])
     except (ClientError, BotoCoreError):
         raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
     with deps.db.connection() as conn:
-        row = conn.execute(
-            """UPDATE uploads SET status = 'ABORTED', multipart_upload_id = NULL WHERE id = %s AND user_id = %s
-               RETURNING *""",
-            (upload_id, principal.user_id),
-        ).fetchone()
+        row = uploads_repo.abort(conn, upload_id, user_id=principal.user_id)
     assert row is not None
     return _upload_body(row)
 
@@ -412,20 +386,17 @@ def process(
     request_hash = _request_hash(spec.job_type.value, upload_id, spec)
     if idempotency_key:
         with deps.db.connection() as conn:
-            existing = conn.execute(
-                f"SELECT {jobs_db.JOB_COLUMNS} FROM jobs WHERE user_id = %s AND idempotency_key = %s",
-                (principal.user_id, idempotency_key),
-            ).fetchone()
+            existing = jobs_repo.find_by_idempotency_key(conn, principal.user_id, idempotency_key)
         if existing is not None:
             return _replay(existing, request_hash), False
-    if upload["status"] in ("ABORTED", "EXPIRED"):
+    if not can_complete(UploadStatus(upload["status"])):
         raise ApiError(409, "UPLOAD_ABORTED", "this upload was aborted or expired; create a new one")
     if upload["multipart_upload_id"]:
         raise ApiError(409, "UPLOAD_INCOMPLETE", "complete the multipart upload before processing it")
     size = _check_size(deps, _head(deps, upload["object_key"]), upload)
     _mark_uploaded(deps, upload_id, size)
     with deps.db.connection() as conn:
-        job, created = jobs_db.create_job(
+        job, created = jobs_repo.create(
             conn,
             user_id=principal.user_id,
             upload_id=upload_id,
@@ -443,7 +414,7 @@ def process(
         except (ClientError, BotoCoreError) as err:
             log.error("could not queue the job; marking it FAILED", extra={"error": str(err)})
             with deps.db.connection() as conn, conn.transaction():
-                jobs_db.transition(
+                jobs_repo.transition(
                     conn,
                     job_id,
                     JobStatus.FAILED,
@@ -451,7 +422,7 @@ def process(
                     error_message="the job could not be queued; submit it again",
                 )
                 # Free the key so the client's retry creates a fresh job instead of replaying this one.
-                conn.execute("UPDATE jobs SET idempotency_key = NULL WHERE id = %s", (job_id,))
+                jobs_repo.clear_idempotency_key(conn, job_id)
             raise ApiError(
                 503,
                 "QUEUE_UNAVAILABLE",
@@ -464,7 +435,7 @@ def process(
 
 def owned_job(deps: Deps, principal: Principal, job_id: str) -> dict[str, Any]:
     with deps.db.connection() as conn:
-        row = jobs_db.get_job(conn, job_id, principal.user_id)
+        row = jobs_repo.get(conn, job_id, principal.user_id)
     if row is None:
         raise ApiError(404, "JOB_NOT_FOUND", "no job of yours has this id", {"job_id": job_id})
     return row
@@ -473,9 +444,9 @@ def owned_job(deps: Deps, principal: Principal, job_id: str) -> dict[str, Any]:
 def cancel(deps: Deps, principal: Principal, job_id: str) -> dict[str, Any]:
     owned_job(deps, principal, job_id)
     with deps.db.connection() as conn:
-        row = jobs_db.transition(conn, job_id, JobStatus.CANCELLED)
+        row = jobs_repo.transition(conn, job_id, JobStatus.CANCELLED)
         if row is None:
-            current = jobs_db.get_job(conn, job_id, principal.user_id)
+            current = jobs_repo.get(conn, job_id, principal.user_id)
             assert current is not None
             raise ApiError(
                 409,
@@ -516,37 +487,22 @@ def list_jobs(deps: Deps, principal: Principal, params: dict[str, str]) -> dict[
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
         raise ApiError(400, "INVALID_QUERY", "limit must be an integer from 1 to 100", {"field": "limit"})
     limit = int(raw_limit)
-    clauses = ["user_id = %s"]
-    args: list[Any] = [principal.user_id]
-    status = params.get("status")
-    if status is not None:
-        if status.upper() not in JobStatus.__members__:
+    status: JobStatus | None = None
+    if params.get("status") is not None:
+        if params["status"].upper() not in JobStatus.__members__:
             raise ApiError(
                 400,
                 "INVALID_QUERY",
                 f"status must be one of {', '.join(JobStatus)}",
                 {"field": "status", "allowed": list(JobStatus)},
             )
-        clauses.append("status = %s")
-        args.append(status.upper())
-    if params.get("cursor"):
-        stamp, ident = _decode_cursor(params["cursor"])
-        clauses.append("(created_at, id) < (%s, %s)")
-        args += [stamp, ident]
+        status = JobStatus(params["status"].upper())
+    before = _decode_cursor(params["cursor"]) if params.get("cursor") else None
     with deps.db.connection() as conn:
-        rows = conn.execute(
-            f"""SELECT {jobs_db.JOB_COLUMNS} FROM jobs WHERE {" AND ".join(clauses)}
-                ORDER BY created_at DESC, id DESC LIMIT %s""",
-            (*args, limit + 1),
-        ).fetchall()
+        rows = jobs_repo.page_for_user(conn, principal.user_id, limit + 1, status=status, before=before)
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": [job_body(r) for r in rows], "next_cursor": _encode_cursor(rows[-1]) if more else None}
-
-
-def relative_name(job: dict[str, Any], key: str) -> str:
-    prefix = f"output/{job['user_id']}/{job['id']}/"
-    return key[len(prefix) :] if key.startswith(prefix) else key.rsplit("/", 1)[-1]
 
 
 def download(deps: Deps, principal: Principal, job_id: str, playback_url: str | None) -> dict[str, Any]:
@@ -560,16 +516,16 @@ def download(deps: Deps, principal: Principal, job_id: str, playback_url: str | 
             {"status": job["status"], "progress": job["progress"], "error": job_body(job)["error"]},
         )
     with deps.db.connection() as conn:
-        rows = jobs_db.list_outputs(conn, job_id)
+        rows = outputs_repo.for_job(conn, job_id)
     s3 = deps.s3
     outputs = []
     has_hls = False
     for row in rows:
-        if row["role"] == "hls-segment":
+        if row["role"] == OutputRole.HLS_SEGMENT:
             continue
         item = {
             "role": row["role"],
-            "name": relative_name(job, row["object_key"]),
+            "name": keys.relative_name(job["user_id"], job["id"], row["object_key"]),
             "url": s3.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": deps.settings.output_bucket, "Key": row["object_key"]},
@@ -582,11 +538,11 @@ def download(deps: Deps, principal: Principal, job_id: str, playback_url: str | 
             "duration_seconds": row["duration_seconds"],
             "bitrate": row["bitrate"],
         }
-        if row["role"] == "hls-master":
+        if row["role"] == OutputRole.HLS_MASTER:
             has_hls = True
             item["playback_url"] = playback_url
         outputs.append(item)
-    primary = next((o for o in outputs if o["role"] in ("image", "mp4")), None)
+    primary = next((o for o in outputs if o["role"] in (OutputRole.IMAGE, OutputRole.MP4)), None)
     result_url = playback_url if has_hls else (primary or (outputs[0] if outputs else {})).get("url")
     return {
         "job_id": job["id"],

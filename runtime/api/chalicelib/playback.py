@@ -22,8 +22,13 @@ from runtime.api.chalicelib import tokens
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.errors import ApiError
+from runtime.shared import keys
+from runtime.shared.repo import jobs as jobs_repo
+from runtime.shared.repo import outputs as outputs_repo
+from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import PRESIGNED_URL_MAX_TTL_SECONDS, presigned_ttl
 from runtime.shared.status import JobStatus
+from runtime.shared.storage import is_missing
 
 MAX_PLAYLIST_BYTES = 1024 * 1024
 #: Segment URLs live as long as presigned URLs may (runtime.shared.settings); a viewing longer
@@ -74,9 +79,7 @@ def _resolve(job_prefix: str, playlist_key: str, uri: str) -> str | None:
 
 def _job_and_master(deps: Deps, user_id: str, job_id: str) -> tuple[dict[str, Any], str]:
     with deps.db.connection() as conn:
-        job = conn.execute(
-            "SELECT id, user_id, status FROM jobs WHERE id = %s AND user_id = %s", (job_id, user_id)
-        ).fetchone()
+        job = jobs_repo.get(conn, job_id, user_id)
         if job is None:
             raise ApiError(404, "JOB_NOT_FOUND", "no playable job has this id", {"job_id": job_id})
         if job["status"] != JobStatus.SUCCEEDED.value:
@@ -86,13 +89,10 @@ def _job_and_master(deps: Deps, user_id: str, job_id: str) -> tuple[dict[str, An
                 f"the job is {job['status']}; it plays once it has SUCCEEDED",
                 {"status": job["status"]},
             )
-        master = conn.execute(
-            "SELECT object_key FROM job_outputs WHERE job_id = %s AND role = 'hls-master' ORDER BY object_key LIMIT 1",
-            (job_id,),
-        ).fetchone()
+        master = outputs_repo.first_key(conn, job_id, OutputRole.HLS_MASTER)
     if master is None:
         raise ApiError(404, "NO_HLS_OUTPUT", "this job produced no HLS stream", {"job_id": job_id})
-    return job, str(master["object_key"])
+    return job, master
 
 
 def _read(deps: Deps, key: str) -> str:
@@ -102,7 +102,7 @@ def _read(deps: Deps, key: str) -> str:
             raise ApiError(502, "PLAYLIST_TOO_LARGE", "the stored playlist is too large to serve")
         return obj["Body"].read(MAX_PLAYLIST_BYTES + 1).decode("utf-8", "replace")
     except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+        if is_missing(err):
             raise ApiError(404, "PLAYLIST_NOT_FOUND", "the playlist is missing from storage") from None
         raise ApiError(503, "STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
     except BotoCoreError:
@@ -159,7 +159,7 @@ def variant(deps: Deps, user_id: str, job_id: str, number: str) -> str:
     uris = _master_uris(_read(deps, master_key))
     if int(number) >= len(uris):
         raise ApiError(404, "PLAYLIST_NOT_FOUND", "no such variant playlist", {"variants": len(uris)})
-    prefix = f"output/{job['user_id']}/{job['id']}/"
+    prefix = keys.output_prefix(job["user_id"], job["id"])
     variant_key = _resolve(prefix, master_key, uris[int(number)])
     if variant_key is None:
         raise ApiError(404, "PLAYLIST_NOT_FOUND", "the variant playlist lies outside the job's outputs")

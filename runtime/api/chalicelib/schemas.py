@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.shared.status import JobStatus, UploadStatus
+
 NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 
 
@@ -174,7 +176,7 @@ UPLOAD = {
     "type": "object",
     "properties": {
         "upload_id": UUID,
-        "status": {"type": "string", "enum": ["PENDING", "UPLOADED", "ABORTED", "EXPIRED"]},
+        "status": {"type": "string", "enum": [s.value for s in UploadStatus]},
         "presigned_url": {"type": "string", "nullable": True, "description": "PUT the file here with `headers`"},
         "method": {"type": "string"},
         "headers": {"type": "object"},
@@ -195,7 +197,7 @@ JOB = {
         "upload_id": UUID,
         "job_type": {"type": "string", "enum": ["IMAGE", "VIDEO"]},
         "operations": {"type": "array", "items": {"type": "object"}},
-        "status": {"type": "string", "enum": ["QUEUED", "DISPATCHED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]},
+        "status": {"type": "string", "enum": [s.value for s in JobStatus]},
         "progress": {"type": "integer", "minimum": 0, "maximum": 100},
         "error": {"type": "object", "nullable": True},
         "created_at": TIMESTAMP,
