@@ -13,7 +13,6 @@ import io
 import json
 import mimetypes
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +22,8 @@ from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+
+from runtime.shared import hls
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -473,19 +474,13 @@ def _outputs(info: dict[str, Any]) -> list[dict[str, Any]]:
     return [o for o in outputs or [] if isinstance(o, dict)]
 
 
-_URI_ATTR = re.compile(r'URI="([^"]*)"')
-
-
 def _uris(playlist: str) -> list[str]:
-    """Every URI a playlist references (URI lines and URI="…" attributes), in order."""
-    found: list[str] = []
-    for line in playlist.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            found.append(line)
-        elif line.startswith("#"):
-            found += _URI_ATTR.findall(line)
-    return found
+    """Every URI a playlist references, in runtime.shared.hls's order (the same for the
+    stored playlist and the one playback serves, so they pair by position)."""
+    try:
+        return hls.uris(playlist)
+    except ValueError as err:
+        raise ApiError(0, "BAD_RESPONSE", f"not an HLS playlist: {err}") from None
 
 
 def _relative_name(output: dict[str, Any], job_id: str) -> str:

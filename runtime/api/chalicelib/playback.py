@@ -1,17 +1,17 @@
 """HLS playback through the API: a player gets playlists from the API and segments straight
 from S3.
 
-The master playlist is served with every playlist URI it references rewritten to this API's
-variant route (by position in the master, so any layout the worker writes works); a variant
-playlist is served with every segment URI (and ``EXT-X-MAP``/``EXT-X-KEY`` URIs) rewritten
-to a presigned S3 GET URL. Players cannot send headers, so both routes are authorised by a
+The master playlist is served with every playlist URI it references (video variants, audio
+renditions, I-frame playlists) rewritten to this API's variant route (by position in the
+master, so any layout the worker writes works); such a playlist is served with every segment
+URI (and ``EXT-X-MAP``/``EXT-X-KEY`` URIs) rewritten to a presigned S3 GET URL. Playlists are
+read and written by runtime.shared.hls. Players cannot send headers, so both routes are authorised by a
 short-lived playback token in the query string, scoped to one job of one user.
 """
 
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +22,7 @@ from runtime.api.chalicelib import tokens
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.errors import ApiError
-from runtime.shared import keys
+from runtime.shared import hls, keys
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.repo import outputs as outputs_repo
 from runtime.shared.repo.outputs import OutputRole
@@ -35,10 +35,6 @@ MAX_PLAYLIST_BYTES = 1024 * 1024
 #: than that reloads the playlist, which the playback token (PLAYBACK_TTL_SECONDS) still admits.
 SEGMENT_URL_TTL_SECONDS = presigned_ttl("SEGMENT_URL_TTL_SECONDS", PRESIGNED_URL_MAX_TTL_SECONDS)
 CONTENT_TYPE = "application/vnd.apple.mpegurl"
-_URI_ATTR = re.compile(r'URI="([^"]*)"')
-#: Tags whose URI attribute names another playlist (master) or a resource (variant).
-_MASTER_URI_TAGS = ("#EXT-X-MEDIA:", "#EXT-X-I-FRAME-STREAM-INF:")
-_VARIANT_URI_TAGS = ("#EXT-X-MAP:", "#EXT-X-KEY:", "#EXT-X-PART:", "#EXT-X-PRELOAD-HINT:")
 
 
 def playback_path(job_id: str) -> str:
@@ -64,10 +60,6 @@ def authorise(deps: Deps, job_id: str, token: str | None, principal: Principal |
     if principal is None:
         raise ApiError(401, "UNAUTHENTICATED", "playback needs ?token=… (from GET /media/download) or credentials")
     return principal.user_id
-
-
-def _is_relative(uri: str) -> bool:
-    return bool(uri) and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri) and not uri.startswith("/")
 
 
 def _resolve(job_prefix: str, playlist_key: str, uri: str) -> str | None:
@@ -110,46 +102,26 @@ def _read(deps: Deps, key: str) -> str:
 
 
 def _master_uris(text: str) -> list[str]:
-    """Every relative playlist URI the master references, in order of first appearance."""
-    uris: list[str] = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        found: list[str] = []
-        if stripped and not stripped.startswith("#"):
-            found = [stripped]
-        elif stripped.startswith(_MASTER_URI_TAGS):
-            found = _URI_ATTR.findall(stripped)
-        uris += [u for u in found if _is_relative(u) and u not in uris]
-    return uris
+    """Every relative playlist URI the master references, each once, in a stable order."""
+    try:
+        return [uri for uri in hls.uris(text) if hls.is_relative(uri)]
+    except ValueError:
+        raise ApiError(502, "INVALID_PLAYLIST", "the stored master playlist is not an HLS playlist") from None
 
 
-def _rewrite(text: str, tags: tuple[str, ...], rewrite: Callable[[str], str]) -> str:
-    out = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            out.append(rewrite(stripped) if _is_relative(stripped) else stripped)
-        elif stripped.startswith(tags):
-            out.append(
-                _URI_ATTR.sub(
-                    lambda m: f'URI="{rewrite(m.group(1)) if _is_relative(m.group(1)) else m.group(1)}"', stripped
-                )
-            )
-        else:
-            out.append(line)
-    return "\n".join(out) + "\n"
+def _rewritten(text: str, rewrite: Callable[[str], str]) -> str:
+    try:
+        return hls.rewrite(text, rewrite)
+    except ValueError:
+        raise ApiError(502, "INVALID_PLAYLIST", "the stored playlist is not an HLS playlist") from None
 
 
 def master(deps: Deps, user_id: str, job_id: str, base: str, token: str) -> str:
     _job, master_key = _job_and_master(deps, user_id, job_id)
     text = _read(deps, master_key)
-    if not text.lstrip().startswith("#EXTM3U"):
-        raise ApiError(502, "INVALID_PLAYLIST", "the stored master playlist is not an HLS playlist")
     index = {uri: n for n, uri in enumerate(_master_uris(text))}
     suffix = f"?token={quote(token, safe='')}" if token else ""
-    return _rewrite(
-        text, _MASTER_URI_TAGS, lambda uri: f"{base}/media/playback/{job_id}/{index[uri]}/index.m3u8{suffix}"
-    )
+    return _rewritten(text, lambda uri: f"{base}/media/playback/{job_id}/{index[uri]}/index.m3u8{suffix}")
 
 
 def variant(deps: Deps, user_id: str, job_id: str, number: str) -> str:
@@ -177,4 +149,4 @@ def variant(deps: Deps, user_id: str, job_id: str, number: str) -> str:
             )
         )
 
-    return _rewrite(text, _VARIANT_URI_TAGS, presign)
+    return _rewritten(text, presign)
