@@ -154,7 +154,8 @@ def test_given_a_playlist_pointing_outside_the_job_when_served_then_it_is_not_fo
 ) -> None:
     files = _ladder_files()
     files["master.m3u8"] = (MASTER + "#EXT-X-STREAM-INF:BANDWIDTH=1\n../../../other-job/hls/index.m3u8\n").encode()
-    files["720p/index.m3u8"] = VARIANT.replace("seg_001.m4s", "seg_001.m4s\n#EXTINF:1.0,\n../../../../secret.bin").encode()
+    outside = "seg_001.m4s\n#EXTINF:1.0,\n../../../../secret.bin"  # a segment outside the job's folder
+    files["720p/index.m3u8"] = VARIANT.replace("seg_001.m4s", outside).encode()
     job_id = _finished_hls_job(alice, settings, db, files)
     assert alice.call("GET", f"/media/playback/{job_id}/2/index.m3u8").status_code == 404
     assert alice.call("GET", f"/media/playback/{job_id}/99/index.m3u8").status_code == 404
