@@ -25,7 +25,8 @@ from typing import Any
 MAX_DIMENSION = 16384
 MAX_OPERATIONS = 20
 VIDEO_HEIGHTS = (2160, 1440, 1080, 720, 480, 360, 240)
-DEFAULT_LADDER = (1080, 720, 480, 360)
+#: the default ladder reaches 4K; rungs above the source are skipped (runtime/worker/video.py).
+DEFAULT_LADDER = (2160, 1440, 1080, 720, 480, 360)
 IMAGE_FORMATS = ("jpeg", "png", "webp", "avif", "gif", "tiff")
 FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right", "center")

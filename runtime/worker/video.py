@@ -1,24 +1,36 @@
 """Video jobs with ffmpeg: probe, limits, the HLS ladder, a single MP4 and a poster frame.
 
-The ladder is ONE ffmpeg process: the source is decoded once, ``split`` feeds one ``scale``
-per rung, and each rung is an H.264 encoder with a capped CRF (``-crf`` plus per-rung
-``-maxrate``/``-bufsize``), so quality adapts to content while every rung's peak stays
-bounded; the HLS muxer writes every variant in the same pass (``-var_stream_map``).
-ffmpeg applies the display-matrix rotation while decoding (a portrait phone clip stays
-portrait), so all planning is done on the displayed size.
+The ladder is ONE ffmpeg process. The source is decoded once and prepared once for every
+rung: deinterlaced (``bwdif``, at field rate) when interlaced, made constant-frame-rate
+(``fps``, capped at :data:`MAX_FPS`), tone-mapped to SDR BT.709 when HDR (``zscale`` +
+``tonemap``). Then each rung is scaled from the rung above it (cheaper than scaling every
+rung from the source, at no measurable SSIM cost: bench/ladder.py) into square pixels at
+the source's display aspect, and encoded by its own H.264 encoder with a capped CRF
+(``-crf`` plus per-rung ``-maxrate``/``-bufsize``). Audio is encoded once per source track
+into its own renditions (``EXT-X-MEDIA`` in one group), shared by every video variant; the
+HLS muxer writes every playlist in the same pass (``-var_stream_map``). Keyframes are forced
+on segment boundaries from the same constant-rate frames, so segments align across variants.
+
+Geometry is planned on the displayed size: storage size x sample aspect ratio, with the
+display-matrix rotation applied (ffmpeg rotates while decoding, so a portrait phone clip
+stays portrait).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import ffmpeg
 
+from runtime.shared import hls as playlists
 from runtime.shared.contract import Poster, Transcode, TranscodeResolution
 from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import Limits
@@ -34,41 +46,104 @@ FFPROBE = "ffprobe"
 PRESET = "veryfast"
 CRF = 23
 AUDIO_SAMPLE_RATE = 48000
+#: every audio rendition: AAC-LC stereo (5.1 and mono are mixed to stereo) at this bitrate.
+AUDIO_KBPS = 128
+AUDIO_CODEC = "mp4a.40.2"
+AUDIO_GROUP = "audio"
+#: at most this many source audio tracks become renditions (the rest are left out).
+MAX_AUDIO_TRACKS = 8
+#: output frame rates above this are divided by the smallest integer that brings them under
+#: it (120 -> 60, 100 -> 50, 240 -> 60): players and H.264 levels for phones stop at 60.
+MAX_FPS = 60
+#: the rates a measured average snaps to when it is within 1% (VFR phone clips average 29.9x).
+STANDARD_RATES = tuple(
+    Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60")
+)
+#: ladder rungs are named by their box's short side; the box is 16:9 (1080p: 1920x1080).
+BOX_ASPECT = Fraction(16, 9)
+#: frames idet looks at when a source does not say whether it is interlaced (_field_order).
+IDET_FRAMES = 60
+INTERLACED_ORDERS = {"tt": "tff", "tb": "tff", "bb": "bff", "bt": "bff"}
+HDR_TRANSFERS = {"smpte2084": "pq", "arib-std-b67": "hlg"}
+#: ffprobe colour names -> the ones scale's in_color_matrix takes
+_SCALE_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc", "smpte240m": "smpte240m"}
 
 #: fraction of the job done (0..1) -> None; may raise Cancelled.
 Progress = Callable[[float], None]
 
 
 @dataclass(frozen=True)
+class AudioTrack:
+    """One source audio stream that becomes an audio rendition."""
+
+    index: int  # among the source's audio streams: ffmpeg's ``0:a:{index}``
+    name: str
+    language: str | None  # RFC 5646 (``en``), None when the file does not say
+    channels: int
+    default: bool
+
+
+@dataclass(frozen=True)
 class VideoInfo:
-    """What ffprobe says about the input, with the size as displayed (rotation applied)."""
+    """What ffprobe says about the input. ``width`` x ``height`` is the storage size; see
+    :attr:`display_size` for what a viewer sees."""
 
     duration: float
     width: int
     height: int
     rotation: int
-    has_audio: bool
     fps: float
     codec: str
+    sar: Fraction = Fraction(1)
+    field_order: str = "progressive"  # progressive | tt | bb | tb | bt | unknown
+    transfer: str = "unknown"
+    primaries: str = "unknown"
+    matrix: str = "unknown"
+    full_range: bool = False
+    pix_fmt: str = "yuv420p"
+    audio: tuple[AudioTrack, ...] = ()
+
+    @property
+    def has_audio(self) -> bool:
+        return bool(self.audio)
 
     @property
     def display_size(self) -> tuple[int, int]:
-        return (self.height, self.width) if self.rotation % 180 == 90 else (self.width, self.height)
+        """Square-pixel size as shown: storage width x SAR, then the rotation."""
+        width = max(1, round(self.width * self.sar))
+        return (self.height, width) if self.rotation % 180 == 90 else (width, self.height)
+
+    @property
+    def hdr(self) -> str | None:
+        """``"pq"`` (HDR10), ``"hlg"`` or None (SDR)."""
+        return HDR_TRANSFERS.get(self.transfer)
 
 
 @dataclass(frozen=True)
 class Rung:
-    """One rendition of the ladder; ``name`` is its folder (``720p``: the short side)."""
+    """One rendition of the ladder; ``name`` is its folder (``720p``: its box's short side)."""
 
     name: str
     width: int
     height: int
     maxrate_kbps: int
-    audio_kbps: int
 
     @property
     def bufsize_kbps(self) -> int:
         return 2 * self.maxrate_kbps
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """How the source's frames are made ready for every output (shared by all rungs)."""
+
+    deinterlace: str | None  # bwdif parity ("tff"/"bff"/"auto") or None
+    rate: Fraction  # constant output frame rate
+    hdr: str | None
+
+    @property
+    def fps(self) -> float:
+        return float(self.rate)
 
 
 # --- probe and limits ------------------------------------------------------------------------
@@ -106,9 +181,16 @@ def probe(path: Path) -> VideoInfo:
         width=width,
         height=height,
         rotation=_rotation(video),
-        has_audio=any(s.get("codec_type") == "audio" for s in streams),
-        fps=_fps(video.get("avg_frame_rate")) or _fps(video.get("r_frame_rate")) or 25.0,
+        fps=_frame_rate(video),
         codec=str(video.get("codec_name", "unknown")),
+        sar=_ratio(video.get("sample_aspect_ratio")) or Fraction(1),
+        field_order=_field_order(path, video),
+        transfer=str(video.get("color_transfer") or "unknown"),
+        primaries=str(video.get("color_primaries") or "unknown"),
+        matrix=str(video.get("color_space") or "unknown"),
+        full_range=video.get("color_range") == "pc" or str(video.get("pix_fmt", "")).startswith("yuvj"),
+        pix_fmt=str(video.get("pix_fmt") or "unknown"),
+        audio=_audio_tracks([s for s in streams if s.get("codec_type") == "audio"]),
     )
 
 
@@ -129,7 +211,27 @@ def _fps(value: Any) -> float | None:
         rate = float(num) / float(den or 1)
     except (ValueError, ZeroDivisionError):
         return None
-    return rate if 0 < rate <= 240 else None
+    return rate if 0 < rate <= 1000 else None
+
+
+def _frame_rate(video: dict[str, Any]) -> float:
+    """The stream's frame rate: its average, unless its base rate is a standard one within 2%
+    of that average (a VFR phone clip averaging 29.92 was shot at 30)."""
+    average, base = _fps(video.get("avg_frame_rate")), _fps(video.get("r_frame_rate"))
+    standard = base is not None and any(abs(float(rate) - base) < 0.001 for rate in STANDARD_RATES)
+    if average and base and standard and abs(base - average) <= average / 50:
+        return base
+    return average or base or 25.0
+
+
+def _ratio(value: Any) -> Fraction | None:
+    """``"32:27"`` -> Fraction(32, 27); None for ``0:1``, ``N/A`` and absurd ratios."""
+    num, _, den = str(value or "").partition(":")
+    try:
+        ratio = Fraction(int(num), int(den))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return ratio if Fraction(1, 10) <= ratio <= 10 else None
 
 
 def _rotation(stream: dict[str, Any]) -> int:
@@ -137,6 +239,40 @@ def _rotation(stream: dict[str, Any]) -> int:
         if "rotation" in side:
             return round(float(side["rotation"])) % 360
     return int(_float(stream.get("tags", {}).get("rotate")) or 0) % 360
+
+
+def _language(tag: Any) -> tuple[str | None, str | None]:
+    """(RFC 5646 tag, English name) of an ISO 639 language tag; (None, None) when unknown."""
+    from iso639 import Language, LanguageNotFoundError
+
+    text = str(tag or "").strip()
+    if not text or text.lower() in ("und", "zxx", "mul", "mis"):
+        return None, None
+    try:
+        lang = Language.match(text)
+    except LanguageNotFoundError:
+        return None, None
+    return lang.part1 or lang.part3, lang.name
+
+
+def _audio_tracks(streams: list[dict[str, Any]]) -> tuple[AudioTrack, ...]:
+    """The audio streams that become renditions: those with channels, in file order; the
+    first flagged default (else the first) is the default; names are unique."""
+    chosen = [(n, s) for n, s in enumerate(streams) if int(s.get("channels") or 0) > 0][:MAX_AUDIO_TRACKS]
+    default = next((n for n, s in chosen if s.get("disposition", {}).get("default")), chosen[0][0] if chosen else -1)
+    tracks: list[AudioTrack] = []
+    names: set[str] = set()
+    for position, (n, stream) in enumerate(chosen, start=1):
+        tags = {str(k).lower(): v for k, v in (stream.get("tags") or {}).items()}
+        language, language_name = _language(tags.get("language"))
+        name = str(tags.get("title") or language_name or f"Audio {position}").strip()[:64] or f"Audio {position}"
+        unique, count = name, 1
+        while unique in names:
+            count += 1
+            unique = f"{name} ({count})"
+        names.add(unique)
+        tracks.append(AudioTrack(n, unique, language, int(stream["channels"]), n == default))
+    return tuple(tracks)
 
 
 def check_limits(info: VideoInfo, limits: Limits) -> None:
@@ -153,6 +289,147 @@ def check_limits(info: VideoInfo, limits: Limits) -> None:
         )
 
 
+# --- preparation: interlace, frame rate, dynamic range -----------------------------------------
+
+
+def _field_order(path: Path, video: dict[str, Any]) -> str:
+    """The field order the stream declares; a stream that does not say (``unknown``: DV, raw,
+    MJPEG...) is measured with ``idet`` over its first :data:`IDET_FRAMES` frames (about 2 s
+    of decoding; bench/ladder.py prints what it costs) and called ``tt``/``bb`` when most
+    decided frames are interlaced, else ``progressive``."""
+    declared = str(video.get("field_order") or "unknown")
+    if declared != "unknown":
+        return declared
+    tff, bff, progressive = detect_fields(path)
+    if tff + bff <= progressive:
+        return "progressive"
+    return "tt" if tff >= bff else "bb"
+
+
+def interlace(info: VideoInfo) -> str | None:
+    """bwdif's parity (``tff``/``bff``) when the source is interlaced, else None."""
+    return INTERLACED_ORDERS.get(info.field_order)
+
+
+def detect_fields(source: Path, frames: int = IDET_FRAMES) -> tuple[int, int, int]:
+    """idet's multi-frame counts (top-field-first, bottom-field-first, progressive)."""
+    args = [FFMPEG, "-hide_banner", "-nostdin", "-v", "info", "-i", str(source), "-map", "0:v:0", "-an", "-sn"]
+    args += ["-frames:v", str(frames), "-vf", "idet", "-f", "null", "-"]
+    proc = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    match = re.search(r"Multi frame detection: TFF:\s*(\d+)\s+BFF:\s*(\d+)\s+Progressive:\s*(\d+)", proc.stderr)
+    if not match:
+        return 0, 0, 0
+    tff, bff, progressive = (int(g) for g in match.groups())
+    return tff, bff, progressive
+
+
+def output_rate(fps: float, interlaced: bool) -> Fraction:
+    """The constant output frame rate.
+
+    Interlaced sources are deinterlaced to their FIELD rate (25i -> 50p, 29.97i -> 59.94p):
+    every field is a distinct moment, so halving it would make motion judder. The source rate
+    (its average, which VFR clips also have) snaps to a standard rate within 1%, and a rate
+    above :data:`MAX_FPS` is divided down by an integer, so frames are dropped evenly.
+    """
+    rate = Fraction(fps).limit_denominator(1001) * (2 if interlaced else 1)
+    if rate > MAX_FPS:
+        rate /= math.ceil(rate / MAX_FPS)
+    nearest = min(STANDARD_RATES, key=lambda r: abs(r - rate))
+    if abs(nearest - rate) <= rate / 100:
+        return nearest
+    return max(Fraction(1), Fraction(round(rate * 1000), 1000))
+
+
+def prepare(info: VideoInfo) -> Prepared:
+    """How every output of this source is made ready (see :func:`prepared_video`)."""
+    parity = interlace(info)
+    return Prepared(parity, output_rate(info.fps, parity is not None), info.hdr)
+
+
+def _source_matrix(info: VideoInfo) -> str:
+    """The YCbCr matrix the source was encoded with; untagged sources get what players assume
+    (BT.709 from 720 lines up, BT.601 below)."""
+    if info.matrix in _SCALE_MATRIX:
+        return _SCALE_MATRIX[info.matrix]
+    return "bt709" if min(info.display_size) >= 720 else "smpte170m"
+
+
+def prepared_video(stream: Any, info: VideoInfo, prep: Prepared) -> Any:
+    """The source's video made ready for every output: progressive, constant rate, SDR."""
+    if prep.deinterlace:
+        stream = stream.filter("bwdif", mode="send_field", parity=prep.deinterlace, deint="all")
+    stream = stream.filter("fps", fps=str(prep.rate))
+    if prep.hdr:
+        # zscale's "input" defaults are the frame's tags: name every input and output property,
+        # so partly tagged files convert too. Linear light (1.0 = 100 nits), BT.709 primaries,
+        # then Mobius: linear up to 30 nits, highlights rolled off up to the signal's peak
+        # (from the mastering/MaxCLL metadata, else 1000 nits for HLG and 10000 for PQ), so
+        # mid-tones keep their brightness (Hable's curve darkens them by a third); then the
+        # BT.709 transfer and matrix, limited range, 8-bit.
+        matrix = info.matrix if info.matrix in ("bt2020nc", "bt2020c") else "bt2020nc"
+        stream = (
+            stream.filter(
+                "zscale",
+                tin="smpte2084" if prep.hdr == "pq" else "arib-std-b67",
+                pin="bt2020",
+                min=matrix,
+                rin="pc" if info.full_range else "tv",
+                t="linear",
+                p="bt2020",
+                m=matrix,
+                npl=100,
+            )
+            .filter("format", "gbrpf32le")
+            .filter("zscale", p="bt709")
+            .filter("tonemap", tonemap="mobius", desat=0)
+            .filter("zscale", t="bt709", m="bt709", r="tv")
+            .filter("format", "yuv420p")
+        )
+    return stream
+
+
+def _colour_conversion(info: VideoInfo, prep: Prepared) -> dict[str, str]:
+    """scale options that bring an SDR source to BT.709 limited range; empty when it already
+    is, so a same-size scale stays a pass-through (no pixel copy)."""
+    if prep.hdr:
+        return {}  # the tone-mapping chain already produced BT.709 limited range
+    options: dict[str, str] = {}
+    matrix = _source_matrix(info)
+    if matrix != "bt709":
+        options.update(in_color_matrix=matrix, out_color_matrix="bt709")
+    if info.full_range:
+        options.update(in_range="full", out_range="limited")
+    return options
+
+
+def scaled_outputs(stream: Any, info: VideoInfo, prep: Prepared, sizes: list[tuple[int, int]]) -> list[Any]:
+    """One stream per size (largest first), square pixels, 8-bit 4:2:0 BT.709: the first
+    scaled from the prepared source, each next one from the one before it (bench/ladder.py
+    measures the SSIM this costs: none measurable)."""
+    conversion = _colour_conversion(info, prep)
+    outputs: list[Any] = []
+    current = stream
+    for n, (width, height) in enumerate(sizes):
+        current = current.filter("scale", width, height, **conversion).filter("setsar", 1).filter("format", "yuv420p")
+        conversion = {}
+        if n < len(sizes) - 1:
+            pair = current.filter_multi_output("split", 2)
+            outputs.append(pair.stream(0))
+            current = pair.stream(1)
+        else:
+            outputs.append(current)
+    return outputs
+
+
+#: output options that tag every video stream SDR BT.709 (what the frames now are)
+BT709_TAGS = {"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709", "color_range": "tv"}
+
+
 # --- ladder planning (pure) ----------------------------------------------------------------------
 
 
@@ -160,27 +437,59 @@ def _even(value: float) -> int:
     return max(2, round(value / 2) * 2)
 
 
+def _even_within(value: float, limit: int) -> int:
+    """The even number nearest ``value`` that does not exceed ``limit`` (at least 2)."""
+    return max(2, min(round(value / 2) * 2, limit - limit % 2))
+
+
 def peak_kbps(width: int, height: int, fps: float = 30.0) -> int:
     """A per-rung peak bitrate cap for H.264: 5 Mb/s at 1080p30, scaled by pixels^0.75
-    (720p 2.7, 480p 1.5, 360p 0.96, 1440p 7.7, 2160p 14 Mb/s), +50% above 30 fps."""
+    (2160p 14.1, 1440p 7.7, 720p 2.7, 480p 1.5, 360p 0.96 Mb/s), +50% above 30 fps."""
     kbps = 5000 * ((width * height) / (1920 * 1080)) ** 0.75
     if fps > 31:
         kbps *= 1.5
     return max(200, round(kbps / 10) * 10)
 
 
+def _fit(short: int, long_: int, scale: float, max_short: int, max_long: int) -> tuple[int, int]:
+    """Even (short, long) sides near ``scale`` x the source's, inside the box and the source,
+    whose ratio is closest to the source's: rounding each side on its own would put a 66-line
+    rung of a 9.6:1 banner 1% off."""
+    aspect = long_ / short
+    max_short, max_long = min(max_short, short), min(max_long, long_)
+    by_long = _even_within(long_ * scale, max_long)
+    by_short = _even_within(short * scale, max_short)
+    candidates = [
+        (_even_within(by_long / aspect, max_short), by_long),
+        (by_short, _even_within(by_short * aspect, max_long)),
+    ]
+    return min(candidates, key=lambda c: (abs(c[1] / c[0] - aspect), -c[0] * c[1]))
+
+
 def plan_ladder(width: int, height: int, heights: tuple[int, ...], fps: float = 30.0) -> list[Rung]:
-    """Rungs for a displayed ``width`` x ``height`` source: each requested rung whose short
-    side is at most the source's (never upscale), aspect kept, even dimensions. A source
-    smaller than every requested rung gets one rung at its own size."""
-    short = min(width, height)
+    """Rungs for a displayed ``width`` x ``height`` source.
+
+    Rung ``Np`` is the source fitted (aspect kept, even dimensions) into an N-line 16:9 box
+    (1080p: 1920x1080; turned for portrait sources), never enlarged; the source gets it when
+    it reaches the box in either direction, so a 1920x800 film's 1080p rung is 1920x800 and a
+    4:3 1440x1080 source's is 1440x1080. A source smaller than every requested rung gets one
+    rung at its own size; rungs that come out the same size are kept once.
+    """
     portrait = height > width
-    chosen = sorted({h for h in heights if h <= short}, reverse=True) or [_even(short) if short >= 2 else 2]
-    rungs = []
-    for p in chosen:
-        long_side = _even(max(width, height) * p / short)
-        w, h = (p, long_side) if portrait else (long_side, p)
-        rungs.append(Rung(f"{p}p", w, h, peak_kbps(w, h, fps), 128 if p >= 720 else 96))
+    short, long_ = min(width, height), max(width, height)
+    rungs: list[Rung] = []
+    for p in sorted(set(heights), reverse=True):
+        box_long = _even(p * BOX_ASPECT)
+        if short < p and long_ < box_long:
+            continue
+        fit_short, fit_long = _fit(short, long_, min(1.0, p / short, box_long / long_), p, box_long)
+        w, h = (fit_short, fit_long) if portrait else (fit_long, fit_short)
+        if any((r.width, r.height) == (w, h) for r in rungs):
+            continue
+        rungs.append(Rung(f"{p}p", w, h, peak_kbps(w, h, fps)))
+    if not rungs:
+        w, h = _even_within(width, width), _even_within(height, height)
+        rungs.append(Rung(f"{min(w, h)}p", w, h, peak_kbps(w, h, fps)))
     return rungs
 
 
@@ -234,39 +543,50 @@ def _global(cmd: Any) -> Any:
     )
 
 
-def ladder_command(source: Path, out_dir: Path, info: VideoInfo, rungs: list[Rung], op: Transcode) -> list[str]:
-    """ffmpeg arguments for the whole ladder in one process."""
-    fmp4 = op.segment_type == "fmp4"
-    gop = max(1, round(info.fps * op.segment_seconds))
-    inp = ffmpeg.input(str(source), threads=available_cpus())
-    split = inp.video.filter_multi_output("split", len(rungs))
-    streams: list[Any] = []
-    per_stream: dict[str, Any] = {}
-    stream_map = []
-    for i, rung in enumerate(rungs):
-        scaled = (
-            split.stream(i).filter("scale", rung.width, rung.height).filter("setsar", 1).filter("format", "yuv420p")
-        )
-        streams.append(scaled)
-        per_stream[f"maxrate:v:{i}"] = f"{rung.maxrate_kbps}k"
-        per_stream[f"bufsize:v:{i}"] = f"{rung.bufsize_kbps}k"
-        if info.has_audio:
-            streams.append(inp.audio)
-            per_stream[f"b:a:{i}"] = f"{rung.audio_kbps}k"
-            stream_map.append(f"v:{i},a:{i},name:{rung.name}")
-        else:
-            stream_map.append(f"v:{i},name:{rung.name}")
+def _x264(cpus: int) -> dict[str, Any]:
+    """The H.264 encoder settings every output shares."""
+    return {"c:v": "libx264", "preset": PRESET, "crf": CRF, "threads": cpus, "profile:v": "high", **BT709_TAGS}
+
+
+def _audio_options() -> dict[str, Any]:
+    return {"c:a": "aac", "b:a": f"{AUDIO_KBPS}k", "ac": 2, "ar": AUDIO_SAMPLE_RATE}
+
+
+def ladder_encoder_options(rungs: list[Rung], rate: Fraction, segment_seconds: int) -> dict[str, Any]:
+    """The ladder's video encoder settings, rung ``i`` being output video stream ``v:i``:
+    capped CRF, keyframes exactly on segment boundaries (the same frames in every rung)."""
+    gop = max(1, round(rate * segment_seconds))
     options: dict[str, Any] = {
-        "c:v": "libx264",
-        "preset": PRESET,
-        "crf": CRF,
-        "threads": available_cpus(),  # per encoder
-        "profile:v": "high",
+        **_x264(available_cpus()),
         "g": gop,
         "keyint_min": gop,
         "sc_threshold": 0,
-        "force_key_frames": f"expr:gte(t,n_forced*{op.segment_seconds})",
-        **per_stream,
+        "force_key_frames": f"expr:gte(t,n_forced*{segment_seconds})",
+    }
+    for i, rung in enumerate(rungs):
+        options[f"maxrate:v:{i}"] = f"{rung.maxrate_kbps}k"
+        options[f"bufsize:v:{i}"] = f"{rung.bufsize_kbps}k"
+    return options
+
+
+def ladder_command(
+    source: Path, out_dir: Path, info: VideoInfo, rungs: list[Rung], op: Transcode, prep: Prepared | None = None
+) -> list[str]:
+    """ffmpeg arguments for the whole ladder in one process: the video variants ``v:0..``
+    (one folder per rung) and one audio rendition per source track (``audio_{n}``)."""
+    prep = prep or prepare(info)
+    fmp4 = op.segment_type == "fmp4"
+    inp = ffmpeg.input(str(source), threads=available_cpus())
+    video = prepared_video(inp["v:0"], info, prep)
+    streams: list[Any] = scaled_outputs(video, info, prep, [(r.width, r.height) for r in rungs])
+    group = f",agroup:{AUDIO_GROUP}" if info.audio else ""
+    stream_map = [f"v:{i}{group},name:{rung.name}" for i, rung in enumerate(rungs)]
+    for n, track in enumerate(info.audio):
+        streams.append(inp[f"a:{track.index}"])
+        stream_map.append(f"a:{n}{group},name:{audio_folder(n)}")
+    options: dict[str, Any] = {
+        **ladder_encoder_options(rungs, prep.rate, op.segment_seconds),
+        **(_audio_options() if info.audio else {}),
         "f": "hls",
         "hls_time": op.segment_seconds,
         "hls_playlist_type": "vod",
@@ -277,40 +597,48 @@ def ladder_command(source: Path, out_dir: Path, info: VideoInfo, rungs: list[Run
         "start_number": 1,
         "var_stream_map": " ".join(stream_map),
     }
-    if info.has_audio:
-        options.update({"c:a": "aac", "ac": 2, "ar": AUDIO_SAMPLE_RATE})
-    if fmp4:
-        options["hls_fmp4_init_filename"] = "init.mp4"
+    if fmp4:  # in each rendition's folder; "%v" (the folder's name) keeps ffmpeg from numbering it
+        options["hls_fmp4_init_filename"] = "init_%v.mp4"
     out = ffmpeg.output(*streams, str(out_dir / "%v" / "index.m3u8"), **options)
-    return _global(out).overwrite_output().compile(cmd=FFMPEG)
+    return list(_global(out).overwrite_output().compile(cmd=FFMPEG))
 
 
-def mp4_command(source: Path, target: Path, info: VideoInfo, width: int, height: int) -> list[str]:
-    inp = ffmpeg.input(str(source), threads=available_cpus())
-    video = inp.video.filter("scale", width, height).filter("setsar", 1).filter("format", "yuv420p")
-    streams = [video, inp.audio] if info.has_audio else [video]
+def audio_folder(n: int) -> str:
+    return f"audio_{n}"
+
+
+def mp4_command(
+    source: Path, target: Path, info: VideoInfo, width: int, height: int, prep: Prepared | None = None
+) -> list[str]:
+    """One MP4: the prepared video at ``width`` x ``height``, the default audio track."""
+    prep = prep or prepare(info)
+    cpus = available_cpus()
+    inp = ffmpeg.input(str(source), threads=cpus)
+    [video] = scaled_outputs(prepared_video(inp["v:0"], info, prep), info, prep, [(width, height)])
+    default = next((t for t in info.audio if t.default), None)
+    streams = [video, inp[f"a:{default.index}"]] if default else [video]
     options: dict[str, Any] = {
-        "c:v": "libx264",
-        "preset": PRESET,
-        "crf": CRF,
-        "threads": available_cpus(),  # per encoder
-        "profile:v": "high",
-        "maxrate": f"{peak_kbps(width, height, info.fps)}k",
-        "bufsize": f"{2 * peak_kbps(width, height, info.fps)}k",
+        **_x264(cpus),
+        "maxrate": f"{peak_kbps(width, height, prep.fps)}k",
+        "bufsize": f"{2 * peak_kbps(width, height, prep.fps)}k",
         "movflags": "+faststart",
+        **(_audio_options() if default else {}),
     }
-    if info.has_audio:
-        options.update({"c:a": "aac", "b:a": "128k", "ac": 2, "ar": AUDIO_SAMPLE_RATE})
-    return _global(ffmpeg.output(*streams, str(target), **options)).overwrite_output().compile(cmd=FFMPEG)
+    return list(_global(ffmpeg.output(*streams, str(target), **options)).overwrite_output().compile(cmd=FFMPEG))
 
 
-def poster_command(source: Path, target: Path, at: float, width: int | None) -> list[str]:
+def poster_command(
+    source: Path, target: Path, at: float, width: int | None, info: VideoInfo, prep: Prepared | None = None
+) -> list[str]:
+    """A JPEG of one frame, square pixels at the display aspect, tone-mapped if HDR."""
+    prep = prep or prepare(info)
+    display_w, display_h = info.display_size
+    w = _even(width) if width else _even(display_w)
+    h = _even(w * display_h / display_w)
     inp = ffmpeg.input(str(source), ss=f"{at:.3f}")
-    video = inp.video
-    if width:
-        video = video.filter("scale", _even(width), -2)
+    [video] = scaled_outputs(prepared_video(inp["v:0"], info, prep), info, prep, [(w, h)])
     out = ffmpeg.output(video, str(target), vframes=1, **{"q:v": 2, "update": 1})
-    return _global(out).overwrite_output().compile(cmd=FFMPEG)
+    return list(_global(out).overwrite_output().compile(cmd=FFMPEG))
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -337,6 +665,60 @@ def _seconds_hook(duration: float, progress: Progress | None) -> Callable[[float
     return lambda seconds: progress(min(1.0, seconds / duration) if duration > 0 else 0.0)
 
 
+HLS_MIME = "application/vnd.apple.mpegurl"
+
+
+def _segment_mime(fmp4: bool) -> str:
+    return "video/iso.segment" if fmp4 else "video/mp2t"
+
+
+@dataclass(frozen=True)
+class _Written:
+    """One rendition the muxer wrote: its playlist, measured bitrates and files."""
+
+    folder: str
+    playlist: playlists.MediaPlaylist
+    peak: int
+    average: int
+    outputs: list[LocalOutput]
+
+
+def _collect(out_dir: Path, folder: str, fmp4: bool, size: tuple[int, int] | None) -> _Written:
+    path = out_dir / folder / "index.m3u8"
+    playlist = playlists.parse_media(path.read_text())
+    peak, average = hls.measure(path)
+    outputs = [
+        LocalOutput(path.parent / s.uri, f"hls/{folder}/{s.uri}", None, _segment_mime(fmp4)) for s in playlist.segments
+    ]
+    if playlist.map_uri:
+        outputs.append(
+            LocalOutput(path.parent / playlist.map_uri, f"hls/{folder}/{playlist.map_uri}", None, "video/mp4")
+        )
+    width, height = size or (None, None)
+    outputs.append(
+        LocalOutput(
+            path, f"hls/{folder}/index.m3u8", OutputRole.HLS_RENDITION, HLS_MIME, width, height, playlist.duration, peak
+        )
+    )
+    return _Written(folder, playlist, peak, average, outputs)
+
+
+def _first_media(out_dir: Path, written: _Written) -> str:
+    """The rendition's first media segment as one ffprobe input (an fMP4 init section alone
+    holds no frames, so ffprobe would report no level: read init + first segment)."""
+    folder = out_dir / written.folder
+    first = str(folder / written.playlist.segments[0].uri)
+    if written.playlist.map_uri:
+        return f"concat:{folder / written.playlist.map_uri}|{first}"
+    return first
+
+
+def _video_codec(media: str) -> str:
+    data = ffmpeg.probe(media, cmd=FFPROBE)
+    video = next(s for s in data["streams"] if s.get("codec_type") == "video")
+    return hls.avc1_codec(str(video.get("profile", "High")), int(video.get("level", 40)))
+
+
 def transcode_hls(
     source: Path,
     work: Path,
@@ -347,76 +729,62 @@ def transcode_hls(
 ) -> list[LocalOutput]:
     """The ladder: run ffmpeg once, then measure each rendition and write the master."""
     out_dir = work / "hls"
-    width, height = info.display_size
-    rungs = plan_ladder(width, height, op.renditions, info.fps)
-    for rung in rungs:
-        (out_dir / rung.name).mkdir(parents=True, exist_ok=True)
-    args = ladder_command(source, out_dir, info, rungs, op)
+    prep = prepare(info)
+    rungs = plan_ladder(*info.display_size, op.renditions, prep.fps)
+    folders = [r.name for r in rungs] + [audio_folder(n) for n in range(len(info.audio))]
+    for folder in folders:
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    args = ladder_command(source, out_dir, info, rungs, op, prep)
     result = run_ffmpeg(args, work / "ffmpeg-hls.log", _seconds_hook(info.duration, progress), deadline)
     _check(result.returncode, result.stderr, "encoding the HLS ladder")
-    outputs: list[LocalOutput] = []
-    variants: list[hls.Variant] = []
     fmp4 = op.segment_type == "fmp4"
-    for rung in rungs:
-        folder = out_dir / rung.name
-        playlist_path = folder / "index.m3u8"
-        playlist = hls.parse_media_playlist(playlist_path.read_text())
-        peak, average = hls.measure(playlist_path)
-        first = folder / (playlist.map_uri or playlist.segments[0].uri)
-        codecs = _codecs(first, info.has_audio)
-        variants.append(
-            hls.Variant(f"{rung.name}/index.m3u8", rung.width, rung.height, codecs, peak, average, info.fps)
-        )
-        for seg in playlist.segments:
-            outputs.append(LocalOutput(folder / seg.uri, f"hls/{rung.name}/{seg.uri}", None, _segment_mime(fmp4)))
-        if playlist.map_uri:
-            outputs.append(
-                LocalOutput(folder / playlist.map_uri, f"hls/{rung.name}/{playlist.map_uri}", None, "video/mp4")
+    outputs: list[LocalOutput] = []
+    audio: list[playlists.AudioRendition] = []
+    audio_peak = audio_average = 0
+    for n, track in enumerate(info.audio):
+        written = _collect(out_dir, audio_folder(n), fmp4, None)
+        outputs += written.outputs
+        audio_peak, audio_average = max(audio_peak, written.peak), max(audio_average, written.average)
+        audio.append(
+            playlists.AudioRendition(
+                f"{written.folder}/index.m3u8", AUDIO_GROUP, track.name, track.language, track.default, True, 2
             )
-        duration = sum(s.duration for s in playlist.segments)
-        outputs.append(
-            LocalOutput(
-                playlist_path,
-                f"hls/{rung.name}/index.m3u8",
-                OutputRole.HLS_RENDITION,
-                HLS_MIME,
+        )
+    variants: list[playlists.Variant] = []
+    for rung in rungs:
+        written = _collect(out_dir, rung.name, fmp4, (rung.width, rung.height))
+        outputs += written.outputs
+        codecs = _video_codec(_first_media(out_dir, written)) + (f",{AUDIO_CODEC}" if audio else "")
+        variants.append(
+            playlists.Variant(
+                f"{rung.name}/index.m3u8",
                 rung.width,
                 rung.height,
-                duration,
-                peak,
+                codecs,
+                written.peak + audio_peak,
+                written.average + audio_average,
+                round(prep.fps, 3),
+                AUDIO_GROUP if audio else None,
             )
         )
-    master = out_dir / "master.m3u8"
-    master.write_text(hls.write_master(variants, version=7 if fmp4 else 6))
-    hls.validate_master(master.read_text())
+    master = playlists.Master(tuple(variants), tuple(audio), version=7 if fmp4 else 6)
+    master.validate()
+    master_path = out_dir / "master.m3u8"
+    master_path.write_text(playlists.write_master(master))
     top = max(variants, key=lambda v: v.height * v.width)
     outputs.append(
         LocalOutput(
-            master,
+            master_path,
             "hls/master.m3u8",
             OutputRole.HLS_MASTER,
             HLS_MIME,
             top.width,
             top.height,
             info.duration,
-            top.peak_bps,
+            top.bandwidth,
         )
     )
     return outputs
-
-
-HLS_MIME = "application/vnd.apple.mpegurl"
-
-
-def _segment_mime(fmp4: bool) -> str:
-    return "video/iso.segment" if fmp4 else "video/mp2t"
-
-
-def _codecs(media: Path, has_audio: bool) -> str:
-    data = ffmpeg.probe(str(media), cmd=FFPROBE)
-    video = next(s for s in data["streams"] if s.get("codec_type") == "video")
-    codec = hls.avc1_codec(str(video.get("profile", "High")), int(video.get("level", 40)))
-    return f"{codec},mp4a.40.2" if has_audio else codec
 
 
 def transcode_mp4(
@@ -429,7 +797,7 @@ def transcode_mp4(
 ) -> list[LocalOutput]:
     width, height = plan_single(info, op)
     target = work / f"video_{min(width, height) if op.width is None else height}p.mp4"
-    args = mp4_command(source, target, info, width, height)
+    args = mp4_command(source, target, info, width, height, prepare(info))
     result = run_ffmpeg(args, work / "ffmpeg-mp4.log", _seconds_hook(info.duration, progress), deadline)
     _check(result.returncode, result.stderr, "encoding the MP4")
     out = probe(target)
@@ -449,9 +817,10 @@ def make_poster(
     target = work / "poster.jpg"
     last_frame = max(0.0, info.duration - 2.0 / (info.fps or 25.0))
     at = min(max(0.0, op.at_seconds), last_frame)
+    prep = prepare(info)
     for attempt in (at, 0.0):  # a seek past the last decodable frame writes nothing: fall back
         result = run_ffmpeg(
-            poster_command(source, target, attempt, op.width), work / "ffmpeg-poster.log", None, deadline
+            poster_command(source, target, attempt, op.width, info, prep), work / "ffmpeg-poster.log", None, deadline
         )
         _check(result.returncode, result.stderr, "extracting the poster frame")
         if target.exists() and target.stat().st_size > 0:

@@ -86,7 +86,7 @@ def test_given_valid_image_operation_when_parsed_then_typed_params(operations: A
 def test_given_valid_video_operation_when_parsed_then_typed_params(operations: Any, expected: object) -> None:
     spec = parse_job("VIDEO", operations)
     assert spec.operations[0].params == expected
-    assert DEFAULT_LADDER == (1080, 720, 480, 360)
+    assert DEFAULT_LADDER == (2160, 1440, 1080, 720, 480, 360)
 
 
 BAD_INPUTS: list[tuple[str, Any, Any, str]] = [

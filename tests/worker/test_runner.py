@@ -44,8 +44,10 @@ def test_given_transcode_job_when_run_then_hls_uploaded_with_types_and_cache_con
     assert run_job(job_id, settings, db) == JobStatus.SUCCEEDED
     prefix = f"output/{job_row(job_id)['user_id']}/{job_id}/"
     rows = {r["object_key"].removeprefix(prefix): r for r in outputs(job_id)}
-    assert set(rows) == {"hls/master.m3u8", "hls/480p/index.m3u8", "hls/360p/index.m3u8", "poster.jpg"}
-    assert rows["hls/480p/index.m3u8"]["role"] == "hls-rendition" and rows["hls/480p/index.m3u8"]["bitrate"] > 0
+    renditions = {"hls/480p/index.m3u8", "hls/360p/index.m3u8", "hls/audio_0/index.m3u8"}  # audio: its own
+    assert set(rows) == {"hls/master.m3u8", "poster.jpg", *renditions}
+    assert all(rows[r]["role"] == "hls-rendition" and rows[r]["bitrate"] > 0 for r in renditions)
+    assert rows["hls/audio_0/index.m3u8"]["width"] is None and rows["hls/480p/index.m3u8"]["width"] == 854
     assert rows["hls/master.m3u8"]["role"] == "hls-master"
     objects = {k.removeprefix(prefix): v for k, v in _objects(settings, prefix).items()}
     assert objects["hls/master.m3u8"]["ContentType"] == "application/vnd.apple.mpegurl"

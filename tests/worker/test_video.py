@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.shared.contract import Poster, Transcode, TranscodeResolution
+from runtime.shared import hls as playlists
+from runtime.shared.contract import DEFAULT_LADDER, Poster, Transcode, TranscodeResolution
 from runtime.shared.settings import Limits
 from runtime.shared.status import ErrorCode
 from runtime.worker import hls
@@ -59,17 +60,99 @@ def test_given_odd_aspect_source_when_planned_then_dimensions_rounded_to_even() 
     assert [(r.width, r.height) for r in rungs] == [(960, 720), (480, 360)]
 
 
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((3840, 2160), ["2160p", "1440p", "1080p", "720p", "480p", "360p"]),
+        ((2560, 1440), ["1440p", "1080p", "720p", "480p", "360p"]),
+        ((1920, 1080), ["1080p", "720p", "480p", "360p"]),
+        ((2160, 3840), ["2160p", "1440p", "1080p", "720p", "480p", "360p"]),
+    ],
+)
+def test_given_a_source_when_the_default_ladder_is_planned_then_it_reaches_the_source_and_no_further(
+    size: tuple[int, int], expected: list[str]
+) -> None:
+    rungs = plan_ladder(*size, DEFAULT_LADDER)
+    assert [r.name for r in rungs] == expected
+    assert (rungs[0].width, rungs[0].height) == size  # the top rung IS the source, never above it
+    caps = [r.maxrate_kbps for r in rungs]
+    assert caps == sorted(caps, reverse=True) and len(set(caps)) == len(caps)
+
+
+def test_given_a_4k_source_when_planned_then_per_rung_caps_are_the_documented_ones() -> None:
+    caps = {r.name: r.maxrate_kbps for r in plan_ladder(3840, 2160, DEFAULT_LADDER)}
+    assert caps == {"2160p": 14140, "1440p": 7700, "1080p": 5000, "720p": 2720, "480p": 1480, "360p": 960}
+    assert plan_ladder(1920, 1080, (1080,), fps=50)[0].maxrate_kbps == 7500  # +50% above 30 fps
+
+
+def test_given_a_wide_film_when_planned_then_the_1080p_rung_keeps_its_width() -> None:
+    rungs = plan_ladder(1920, 800, (1080, 720, 360))
+    sizes = [(r.name, r.width, r.height) for r in rungs]
+    assert sizes == [("1080p", 1920, 800), ("720p", 1280, 534), ("360p", 638, 266)]
+
+
+def test_given_non_square_pixels_when_sized_then_display_size_is_storage_width_times_sar() -> None:
+    from fractions import Fraction
+
+    from runtime.worker.video import VideoInfo
+
+    dvd = VideoInfo(1.0, 720, 480, 0, 29.97, "mpeg2video", sar=Fraction(32, 27))
+    hdv = VideoInfo(1.0, 1440, 1080, 0, 25.0, "h264", sar=Fraction(4, 3))
+    rotated = VideoInfo(1.0, 720, 480, 90, 25.0, "h264", sar=Fraction(32, 27))
+    assert dvd.display_size == (853, 480) and hdv.display_size == (1920, 1080) and rotated.display_size == (480, 853)
+    assert [(r.width, r.height) for r in plan_ladder(*dvd.display_size, DEFAULT_LADDER)] == [(852, 480), (640, 360)]
+
+
+@pytest.mark.parametrize(
+    ("fps", "interlaced", "expected"),
+    [
+        (25.0, False, "25"),
+        (25.0, True, "50"),  # deinterlaced to the field rate
+        (30000 / 1001, True, "60000/1001"),
+        (29.87, False, "30000/1001"),  # a VFR phone clip's average snaps to the standard rate
+        (120.0, False, "60"),
+        (240.0, False, "60"),
+        (100.0, False, "50"),
+        (12.3, False, "123/10"),
+    ],
+)
+def test_given_a_source_rate_when_the_output_rate_is_chosen_then_constant_standard_and_capped(
+    fps: float, interlaced: bool, expected: str
+) -> None:
+    from fractions import Fraction
+
+    from runtime.worker.video import MAX_FPS, output_rate
+
+    rate = output_rate(fps, interlaced)
+    assert rate == Fraction(expected) and rate <= MAX_FPS
+
+
+def test_given_ffprobe_audio_streams_when_tracks_are_chosen_then_languages_names_and_one_default() -> None:
+    from runtime.worker.video import _audio_tracks
+
+    streams = [
+        {"channels": 2, "tags": {"language": "eng"}, "disposition": {"default": 0}},
+        {"channels": 0, "tags": {"language": "deu"}},  # no channels: not audio we can play
+        {"channels": 6, "tags": {"LANGUAGE": "fre", "title": "Commentaire"}, "disposition": {"default": 1}},
+        {"channels": 1, "tags": {"language": "und"}},
+        {"channels": 2, "tags": {"language": "eng"}},
+    ]
+    tracks = _audio_tracks(streams)
+    assert [(t.index, t.language, t.name, t.default) for t in tracks] == [
+        (0, "en", "English", False),
+        (2, "fr", "Commentaire", True),
+        (3, None, "Audio 3", False),
+        (4, "en", "English (2)", False),  # NAME is unique within the group
+    ]
+    unflagged = _audio_tracks([{"channels": 2}, {"channels": 2, "tags": {"language": "jpn"}}])
+    assert [t.default for t in unflagged] == [True, False] and unflagged[1].name == "Japanese"
+
+
 def test_given_progress_lines_when_parsed_then_seconds_of_output() -> None:
     assert parse_progress_line("out_time_us=1500000\n") == 1.5
     assert parse_progress_line("out_time_ms=2000000") == 2.0
     assert parse_progress_line("out_time_us=N/A") is None
     assert parse_progress_line("progress=continue") is None
-
-
-def test_given_master_with_absolute_uri_when_validated_then_rejected() -> None:
-    text = '#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=2x2,CODECS="avc1.64001f"\nhttps://x/a.m3u8\n'
-    with pytest.raises(ValueError, match="relative"):
-        hls.validate_master(text)
 
 
 def test_given_profiles_when_codec_strings_built_then_rfc6381() -> None:
@@ -120,60 +203,73 @@ def _variant_streams(path: Path) -> dict[str, dict]:
     return {s["codec_type"]: s for s in data["streams"]}
 
 
+def _master(work: Path) -> playlists.Master:
+    master = playlists.parse_master((work / "hls" / "master.m3u8").read_text())
+    master.validate()
+    return master
+
+
 def test_given_480p_clip_when_transcoded_then_only_rungs_at_or_below_480_with_valid_playlists(
     clip_480: Path, tmp_path: Path
 ) -> None:
     outputs = transcode_hls(clip_480, tmp_path, probe(clip_480), Transcode(segment_seconds=2))
-    master_text = (tmp_path / "hls" / "master.m3u8").read_text()
-    variants = hls.validate_master(master_text)
-    assert [v["URI"] for v in variants] == ["480p/index.m3u8", "360p/index.m3u8"]
-    assert [v["RESOLUTION"] for v in variants] == ["854x480", "640x360"]
-    assert all(v["CODECS"].startswith("avc1.64") and v["CODECS"].endswith(",mp4a.40.2") for v in variants)
-    for v in variants:
-        playlist = hls.parse_media_playlist((tmp_path / "hls" / v["URI"]).read_text())
+    master = _master(tmp_path)
+    assert [v.uri for v in master.variants] == ["480p/index.m3u8", "360p/index.m3u8"]
+    assert [(v.width, v.height) for v in master.variants] == [(854, 480), (640, 360)]
+    assert all(v.codecs.startswith("avc1.64") and v.codecs.endswith(",mp4a.40.2") for v in master.variants)
+    [audio] = master.audio
+    assert audio.uri == "audio_0/index.m3u8" and audio.default and audio.channels == 2
+    for uri in [v.uri for v in master.variants] + [audio.uri]:
+        playlist = playlists.parse_media((tmp_path / "hls" / uri).read_text())
         assert playlist.ended and playlist.segments[0].uri == "seg_00001.ts"
-        assert all(s.duration <= playlist.target_duration + 0.01 for s in playlist.segments)
-        assert abs(sum(s.duration for s in playlist.segments) - 2.0) < 0.2
-        peak, _ = hls.measure(tmp_path / "hls" / v["URI"])
-        assert int(v["BANDWIDTH"]) == peak
-    streams = _variant_streams(tmp_path / "hls" / "360p" / "seg_00001.ts")
-    assert (streams["video"]["width"], streams["video"]["height"]) == (640, 360)
-    assert streams["video"]["codec_name"] == "h264" and streams["audio"]["codec_name"] == "aac"
+        assert all(s.duration <= playlist.target_duration + 0.05 for s in playlist.segments)
+        assert abs(playlist.duration - 2.0) < 0.2
+    audio_peak, _ = hls.measure(tmp_path / "hls" / audio.uri)
+    for v in master.variants:
+        peak, _ = hls.measure(tmp_path / "hls" / v.uri)
+        assert v.bandwidth == peak + audio_peak  # the variant plays with its audio group
+    video = _variant_streams(tmp_path / "hls" / "360p" / "seg_00001.ts")
+    assert set(video) == {"video"} and (video["video"]["width"], video["video"]["height"]) == (640, 360)
+    sound = _variant_streams(tmp_path / "hls" / "audio_0" / "seg_00001.ts")
+    assert set(sound) == {"audio"} and sound["audio"]["codec_name"] == "aac" and sound["audio"]["channels"] == 2
     roles = sorted(o.role for o in outputs if o.role)
-    assert roles == ["hls-master", "hls-rendition", "hls-rendition"]
+    assert roles == ["hls-master", "hls-rendition", "hls-rendition", "hls-rendition"]
     assert {o.mime for o in outputs if o.role is None} == {"video/mp2t"}
     assert subprocess.run(["ffprobe", "-v", "error", str(tmp_path / "hls" / "master.m3u8")]).returncode == 0
 
 
 def test_given_two_rungs_when_transcoded_then_bandwidth_differs_per_rung(clip_480: Path, tmp_path: Path) -> None:
     transcode_hls(clip_480, tmp_path, probe(clip_480), Transcode(renditions=(480, 360), segment_seconds=2))
-    variants = hls.validate_master((tmp_path / "hls" / "master.m3u8").read_text())
-    assert int(variants[0]["BANDWIDTH"]) > int(variants[1]["BANDWIDTH"]) > 96_000
+    variants = _master(tmp_path).variants
+    assert variants[0].bandwidth > variants[1].bandwidth > 96_000
 
 
 def test_given_clip_without_audio_when_transcoded_then_video_only_codecs(clip_silent: Path, tmp_path: Path) -> None:
     transcode_hls(clip_silent, tmp_path, probe(clip_silent), Transcode(renditions=(360,)))
-    variants = hls.validate_master((tmp_path / "hls" / "master.m3u8").read_text())
-    assert "mp4a" not in variants[0]["CODECS"]
+    master = _master(tmp_path)
+    assert "mp4a" not in master.variants[0].codecs and master.variants[0].audio_group is None
+    assert master.audio == () and "EXT-X-MEDIA" not in (tmp_path / "hls" / "master.m3u8").read_text()
     assert set(_variant_streams(tmp_path / "hls" / "360p" / "seg_00001.ts")) == {"video"}
 
 
 def test_given_portrait_clip_when_transcoded_then_renditions_are_portrait(clip_portrait: Path, tmp_path: Path) -> None:
     transcode_hls(clip_portrait, tmp_path, probe(clip_portrait), Transcode())
-    variants = hls.validate_master((tmp_path / "hls" / "master.m3u8").read_text())
-    assert [v["RESOLUTION"] for v in variants] == ["360x640"]
+    assert [(v.width, v.height) for v in _master(tmp_path).variants] == [(360, 640)]
     video = _variant_streams(tmp_path / "hls" / "360p" / "seg_00001.ts")["video"]
     assert (video["width"], video["height"]) == (360, 640)
 
 
 def test_given_fmp4_segments_when_transcoded_then_init_and_m4s(clip: Path, tmp_path: Path) -> None:
     outputs = transcode_hls(clip, tmp_path, probe(clip), Transcode(segment_type="fmp4"))
-    playlist = hls.parse_media_playlist((tmp_path / "hls" / "180p" / "index.m3u8").read_text())
-    assert playlist.map_uri == "init.mp4"
-    assert all(s.uri.endswith(".m4s") for s in playlist.segments)
-    assert "#EXT-X-VERSION:7" in (tmp_path / "hls" / "master.m3u8").read_text()
+    for folder in ("180p", "audio_0"):
+        playlist = playlists.parse_media((tmp_path / "hls" / folder / "index.m3u8").read_text())
+        assert playlist.map_uri == f"init_{folder}.mp4"
+        assert all(s.uri.endswith(".m4s") for s in playlist.segments)
+    master = _master(tmp_path)
+    assert master.version == 7 and master.variants[0].codecs.startswith("avc1.64")  # level read from init + segment
     keys = {o.key: o.mime for o in outputs}
-    assert keys["hls/180p/init.mp4"] == "video/mp4" and keys["hls/180p/seg_00001.m4s"] == "video/iso.segment"
+    assert keys["hls/180p/init_180p.mp4"] == "video/mp4" and keys["hls/180p/seg_00001.m4s"] == "video/iso.segment"
+    assert keys["hls/audio_0/init_audio_0.mp4"] == "video/mp4"
 
 
 # --- MP4 and poster -----------------------------------------------------------------------------
@@ -260,9 +356,9 @@ def test_given_1080p_clip_when_transcoded_then_master_with_four_renditions_that_
     source = make_video(media / "clip1080.mp4", 2, 1920, 1080)
     transcode_hls(source, tmp_path, probe(source), Transcode(segment_seconds=2))
     master = tmp_path / "hls" / "master.m3u8"
-    variants = hls.validate_master(master.read_text())
-    assert [v["RESOLUTION"] for v in variants] == ["1920x1080", "1280x720", "854x480", "640x360"]
-    bandwidths = [int(v["BANDWIDTH"]) for v in variants]
+    variants = _master(tmp_path).variants
+    assert [(v.width, v.height) for v in variants] == [(1920, 1080), (1280, 720), (854, 480), (640, 360)]
+    bandwidths = [v.bandwidth for v in variants]
     assert bandwidths == sorted(bandwidths, reverse=True) and len(set(bandwidths)) == 4
     probed = ffprobe(master)
     sizes = {(s["width"], s["height"]) for s in probed["streams"] if s["codec_type"] == "video"}
