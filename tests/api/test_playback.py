@@ -256,3 +256,42 @@ def test_given_a_real_ladder_when_ffmpeg_plays_the_playback_url_over_http_then_i
         timeout=60,
     )
     assert decode.returncode == 0, decode.stderr
+
+
+def test_given_a_ladder_with_two_audio_renditions_when_played_over_http_then_both_tracks_are_served(
+    alice: Caller, settings: Any, db: Any, api_server: str, tmp_path: Path
+) -> None:
+    """Audio renditions (EXT-X-MEDIA) are playlists too: playback rewrites their URIs in the
+    master and serves them with signed segment URLs, so a player reads every language."""
+    from runtime.shared.contract import Transcode
+    from runtime.worker.video import probe, transcode_hls
+    from tests.media import make_multi_audio
+
+    source = make_multi_audio(tmp_path / "film.mkv", seconds=2)
+    transcode_hls(source, tmp_path, probe(source), Transcode(segment_seconds=2))
+    hls_dir = tmp_path / "hls"
+    files = {str(p.relative_to(hls_dir)): p.read_bytes() for p in hls_dir.rglob("*") if p.is_file()}
+    job_id = _finished_hls_job(alice, settings, db, files)
+    playback = requests.get(f"{api_server}/media/download/{job_id}", headers=alice.key, timeout=30).json()
+    master = requests.get(playback["playback_url"], timeout=30).text
+    assert master.count("#EXT-X-MEDIA:") == 2 and f"/media/playback/{job_id}/0/index.m3u8" in master
+    entries = "stream=codec_type:stream_tags=language"
+    probe_run = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", entries, "-of", "json", playback["playback_url"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe_run.returncode == 0, probe_run.stderr
+    import json
+
+    streams = json.loads(probe_run.stdout)["streams"]
+    languages = sorted(s.get("tags", {}).get("language", "") for s in streams if s["codec_type"] == "audio")
+    assert languages == ["en", "fr"] and any(s["codec_type"] == "video" for s in streams)
+    decode = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", playback["playback_url"], "-map", "0:a", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert decode.returncode == 0 and not decode.stderr.strip(), decode.stderr

@@ -1,4 +1,5 @@
 // Open a page in headless Chromium (Debian's), let it play for a while, print window.result as JSON.
+// It waits until window.result.done is true when the page sets "done", else until 1.5 s have played.
 // Usage: node browser_play.js PAGE_URL SECONDS
 const { chromium } = require('playwright-core');
 
@@ -12,7 +13,9 @@ const { chromium } = require('playwright-core');
   try {
     const page = await browser.newPage();
     await page.goto(url);
-    await page.waitForFunction(() => window.result && window.result.t >= 1.5, null, { timeout: seconds * 1000 })
+    await page.waitForFunction(
+      () => window.result && ('done' in window.result ? window.result.done : window.result.t >= 1.5),
+      null, { timeout: seconds * 1000 })
       .catch(() => {});
     console.log(JSON.stringify(await page.evaluate(() => window.result)));
   } finally {

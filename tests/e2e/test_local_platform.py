@@ -27,7 +27,7 @@ import requests
 
 from runtime.local.client import ApiError, Client, Credentials, job_id_of
 from tests.e2e.platform_proc import RunningPlatform, owned_processes, start_platform
-from tests.media import ffprobe, make_image, make_video
+from tests.media import ffprobe, make_image, make_multi_audio, make_video
 
 API_MISSING = importlib.util.find_spec("runtime.api.app") is None
 WORKER_MISSING = importlib.util.find_spec("runtime.worker.__main__") is None
@@ -146,29 +146,24 @@ NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
 BROWSER_MISSING = shutil.which("chromium") is None or not (NODE_MODULES / "playwright-core").is_dir()
 
 
-@pytest.mark.skipif(BROWSER_MISSING, reason="needs Debian's chromium and `npm ci` (make setup installs both)")
-def test_given_a_finished_ladder_when_a_browser_player_loads_the_playback_url_then_it_plays(
-    client: Client, media: dict[str, Path], tmp_path: Path
-) -> None:
-    """The promise of DESIGN.md: HLS plays in a standard player through the URLs the API hands
-    out. hls.js in headless Chromium, the page served from another origin than the API."""
+def play_in_browser(page_html: str, folder: Path, seconds: int = 40) -> dict[str, Any]:
+    """Serve ``page_html`` (with hls.js beside it) from another origin than the API, open it in
+    headless Chromium and return its ``window.result``."""
     import functools
     import http.server
     import subprocess
 
-    final, _ = run_to_end(client, media["clip"], LADDER_OPS, tmp_path / "out")
-    playback = client.download_info(job_id_of(final))["playback_url"]
-    site = tmp_path / "site"
+    site = folder / "site"
     site.mkdir()
     shutil.copy(NODE_MODULES / "hls.js" / "dist" / "hls.min.js", site / "hls.min.js")
-    (site / "index.html").write_text(PLAYER_PAGE.replace("PLAYBACK_URL", json.dumps(playback)))
+    (site / "index.html").write_text(page_html)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         page = f"http://127.0.0.1:{server.server_address[1]}/index.html"
         run = subprocess.run(
-            ["node", str(Path(__file__).with_name("browser_play.js")), page, "40"],
+            ["node", str(Path(__file__).with_name("browser_play.js")), page, str(seconds)],
             capture_output=True,
             text=True,
             timeout=120,
@@ -177,11 +172,71 @@ def test_given_a_finished_ladder_when_a_browser_player_loads_the_playback_url_th
     finally:
         server.shutdown()
     assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout)
+    result: dict[str, Any] = json.loads(run.stdout)
+    return result
+
+
+@pytest.mark.skipif(BROWSER_MISSING, reason="needs Debian's chromium and `npm ci` (make setup installs both)")
+def test_given_a_finished_ladder_when_a_browser_player_loads_the_playback_url_then_it_plays(
+    client: Client, media: dict[str, Path], tmp_path: Path
+) -> None:
+    """The promise of DESIGN.md: HLS plays in a standard player through the URLs the API hands
+    out. hls.js in headless Chromium, the page served from another origin than the API."""
+    final, _ = run_to_end(client, media["clip"], LADDER_OPS, tmp_path / "out")
+    playback = client.download_info(job_id_of(final))["playback_url"]
+    result = play_in_browser(PLAYER_PAGE.replace("PLAYBACK_URL", json.dumps(playback)), tmp_path)
     assert sorted(result["levels"]) == [240, 360], result
     assert not [e for e in result["errors"] if e["fatal"]], result
     assert result["t"] >= 1.5, result  # the clip is 2 s: it actually played
     assert result["h"] in (240, 360), result
+
+
+#: Plays, and once playing switches to the audio track it did not start with; ``done`` when it
+#: has played on for a second after the switch (or the clip ended).
+SWITCHING_PAGE = """<!doctype html><html><body><video id="v" muted playsinline></video>
+<script src="hls.min.js"></script><script>
+const v = document.getElementById("v");
+window.result = {tracks: [], start: null, switched: null, audioFrags: {}, errors: [], t: 0, done: false};
+const r = window.result;
+const hls = new Hls();
+hls.on(Hls.Events.MANIFEST_PARSED, () => v.play());
+hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, (_, d) => {
+  r.tracks = d.audioTracks.map(a => ({name: a.name, lang: a.lang, default: a.default}));
+});
+hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, (_, d) => {  // the first one is the player's own pick
+  if (r.start === null) r.start = d.id; else if (d.id !== r.start) r.switched = {id: d.id, at: v.currentTime};
+});
+hls.on(Hls.Events.FRAG_LOADED, (_, d) => {
+  if (d.frag.type === "audio") r.audioFrags[d.frag.level] = (r.audioFrags[d.frag.level] || 0) + 1;
+});
+hls.on(Hls.Events.ERROR, (_, d) => r.errors.push({details: d.details, fatal: d.fatal}));
+hls.loadSource(PLAYBACK_URL); hls.attachMedia(v);
+setInterval(() => {
+  r.t = v.currentTime;
+  if (r.start !== null && r.switched === null && r.tracks.length > 1 && r.t > 0.3) hls.audioTrack = 1 - r.start;
+  if (r.switched && (r.t >= r.switched.at + 1 || v.ended)) r.done = true;
+}, 100);
+</script></body></html>"""
+
+
+@pytest.mark.skipif(BROWSER_MISSING, reason="needs Debian's chromium and `npm ci` (make setup installs both)")
+def test_given_a_two_language_upload_when_played_in_a_browser_then_the_audio_track_switches(
+    client: Client, tmp_path: Path
+) -> None:
+    """Issue 13: an MKV with two audio tracks used to fail; now each track is an audio
+    rendition, served through playback, and hls.js lists both and switches between them."""
+    source = make_multi_audio(tmp_path / "two_languages.mkv", seconds=6)
+    final, _ = run_to_end(client, source, [{"op": "transcode", "segment_seconds": 2}], tmp_path / "out")
+    playback = client.download_info(job_id_of(final))["playback_url"]
+    result = play_in_browser(SWITCHING_PAGE.replace("PLAYBACK_URL", json.dumps(playback)), tmp_path)
+    assert result["done"], result
+    assert not [e for e in result["errors"] if e["fatal"]], result
+    assert [(t["lang"], t["name"], t["default"]) for t in result["tracks"]] == [
+        ("en", "English", False),
+        ("fr", "Commentaire", True),
+    ], result
+    assert result["start"] == 1 and result["switched"]["id"] == 0, result  # from the default to the other
+    assert set(result["audioFrags"]) == {"0", "1"}, result  # both tracks' segments loaded and played
 
 
 def test_given_one_idempotency_key_when_a_submission_is_sent_twice_at_once_then_one_job_exists(
