@@ -148,6 +148,15 @@ def test_given_ffprobe_audio_streams_when_tracks_are_chosen_then_languages_names
     assert [t.default for t in unflagged] == [True, False] and unflagged[1].name == "Japanese"
 
 
+def test_given_a_ladder_when_scaling_is_planned_then_each_rung_comes_from_an_exact_double_or_the_one_above() -> None:
+    from runtime.worker.video import scale_parents
+
+    sizes = [(r.width, r.height) for r in plan_ladder(3840, 2160, DEFAULT_LADDER)]
+    # 2160 <- source, 1440 <- 2160, 1080 <- 2160 (2:1), 720 <- 1440 (2:1), 480 <- 720, 360 <- 720 (2:1)
+    assert scale_parents(sizes) == [-1, 0, 0, 1, 3, 3]
+    assert scale_parents([(1920, 800), (1280, 534), (638, 266)]) == [-1, 0, 1]
+
+
 def test_given_progress_lines_when_parsed_then_seconds_of_output() -> None:
     assert parse_progress_line("out_time_us=1500000\n") == 1.5
     assert parse_progress_line("out_time_ms=2000000") == 2.0
