@@ -11,7 +11,7 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from runtime.api.chalicelib import accounts, deps, media, playback, schemas, tokens
+from runtime.api.chalicelib import accounts, deps, jobs, playback, schemas, tokens, uploads
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.errors import ApiError, json_response
 from runtime.api.chalicelib.requests import (
@@ -340,7 +340,7 @@ def revoke_api_key(key_id: str) -> Response:
 def create_upload() -> Response:
     principal = _media_auth()
     body = json_body(_request(), schemas.CREATE_UPLOAD)
-    return json_response(201, media.create_upload(deps.get(), principal, body))
+    return json_response(201, uploads.create(deps.get(), principal, body))
 
 
 @api.route(
@@ -361,7 +361,7 @@ def create_upload() -> Response:
 def complete_upload(upload_id: str) -> Response:
     principal = _media_auth()
     body = json_body(_request(), schemas.COMPLETE_UPLOAD, required=False)
-    return json_response(200, media.complete_upload(deps.get(), principal, parse_id(upload_id, "upload_id"), body))
+    return json_response(200, uploads.complete(deps.get(), principal, parse_id(upload_id, "upload_id"), body))
 
 
 @api.route(
@@ -374,7 +374,7 @@ def complete_upload(upload_id: str) -> Response:
 )
 def abort_upload(upload_id: str) -> Response:
     principal = _media_auth()
-    return json_response(200, media.abort_upload(deps.get(), principal, parse_id(upload_id, "upload_id")))
+    return json_response(200, uploads.abort(deps.get(), principal, parse_id(upload_id, "upload_id")))
 
 
 # --- jobs -----------------------------------------------------------------------------------
@@ -404,9 +404,9 @@ def process() -> Response:
     if key is not None and (len(key) > 255 or any(not 0x21 <= ord(c) <= 0x7E for c in key)):
         raise ApiError(400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-255 printable ASCII characters")
     body = json_body(request, schemas.PROCESS)
-    job, created = media.process(deps.get(), principal, body, key)
+    job, created = jobs.process(deps.get(), principal, body, key)
     headers = {} if created else {"Idempotent-Replayed": "true"}
-    return json_response(201 if created else 200, media.job_body(job), headers)
+    return json_response(201 if created else 200, jobs.public_job(job), headers)
 
 
 @api.route(
@@ -419,7 +419,7 @@ def process() -> Response:
 )
 def job_status(job_id: str) -> Response:
     principal = _media_auth()
-    return json_response(200, media.job_body(media.owned_job(deps.get(), principal, parse_id(job_id, "job_id"))))
+    return json_response(200, jobs.public_job(jobs.owned(deps.get(), principal, parse_id(job_id, "job_id"))))
 
 
 @api.route(
@@ -435,7 +435,7 @@ def download(job_id: str) -> Response:
     d = deps.get()
     ident = parse_id(job_id, "job_id")
     url = playback.playback_url(d, _base(), principal.user_id, ident)
-    return json_response(200, media.download(d, principal, ident, url))
+    return json_response(200, jobs.download(d, principal, ident, url))
 
 
 @api.route(
@@ -456,7 +456,7 @@ def download(job_id: str) -> Response:
 )
 def list_jobs() -> Response:
     principal = _media_auth()
-    return json_response(200, media.list_jobs(deps.get(), principal, query(_request())))
+    return json_response(200, jobs.list_jobs(deps.get(), principal, query(_request())))
 
 
 @api.route(
@@ -469,7 +469,7 @@ def list_jobs() -> Response:
 )
 def cancel_job(job_id: str) -> Response:
     principal = _media_auth()
-    return json_response(200, media.job_body(media.cancel(deps.get(), principal, parse_id(job_id, "job_id"))))
+    return json_response(200, jobs.public_job(jobs.cancel(deps.get(), principal, parse_id(job_id, "job_id"))))
 
 
 # --- HLS playback ---------------------------------------------------------------------------

@@ -274,7 +274,7 @@ def test_given_no_such_upload_when_the_object_is_checked_then_only_one_of_the_de
     import boto3
     from botocore.stub import Stubber
 
-    from runtime.api.chalicelib.media import _completed_before
+    from runtime.api.chalicelib.uploads import _completed_before
 
     s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
     stubber = Stubber(s3)

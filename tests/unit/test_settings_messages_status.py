@@ -108,10 +108,10 @@ def test_given_a_lifetime_over_the_presigned_cap_when_validated_then_it_is_an_er
 
 
 def test_given_the_api_when_it_signs_urls_then_every_lifetime_is_within_the_presigned_cap() -> None:
-    from runtime.api.chalicelib import media, playback
+    from runtime.api.chalicelib import jobs, playback
     from runtime.shared.settings import PRESIGNED_URL_MAX_TTL_SECONDS, UPLOAD_URL_TTL_SECONDS
 
-    for ttl in (UPLOAD_URL_TTL_SECONDS, media.DOWNLOAD_URL_TTL_SECONDS, playback.SEGMENT_URL_TTL_SECONDS):
+    for ttl in (UPLOAD_URL_TTL_SECONDS, jobs.DOWNLOAD_URL_TTL_SECONDS, playback.SEGMENT_URL_TTL_SECONDS):
         assert ttl <= PRESIGNED_URL_MAX_TTL_SECONDS
 
 

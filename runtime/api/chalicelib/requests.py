@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from chalice.app import Request
 from jsonschema import Draft7Validator
 
-from runtime.api.chalicelib.errors import ApiError
+from runtime.api.chalicelib.domain import Invalid, TooLarge
 
 #: Largest JSON body accepted; every body the API takes is small.
 MAX_BODY_BYTES = 64 * 1024
@@ -52,9 +52,7 @@ def validate(data: Any, schema: dict[str, Any]) -> None:
     )
     if errors:
         problems = [_problem(e) for e in errors[:20]]
-        raise ApiError(
-            400, "INVALID_BODY", "the request body is invalid: " + problems[0]["message"], {"problems": problems}
-        )
+        raise Invalid("INVALID_BODY", "the request body is invalid: " + problems[0]["message"], {"problems": problems})
 
 
 def _has_nul(value: Any) -> bool:
@@ -71,21 +69,21 @@ def json_body(request: Request, schema: dict[str, Any] | None, *, required: bool
     """The request's JSON object, validated. An empty body counts as ``{}`` when not required."""
     raw = request.raw_body or b""
     if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"the request body must be at most {MAX_BODY_BYTES} bytes")
+        raise TooLarge("PAYLOAD_TOO_LARGE", f"the request body must be at most {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         if required:
-            raise ApiError(400, "BODY_REQUIRED", "this request needs a JSON object body")
+            raise Invalid("BODY_REQUIRED", "this request needs a JSON object body")
         data: Any = {}
     else:
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as err:
-            raise ApiError(400, "MALFORMED_JSON", f"the request body is not valid JSON: {err}") from None
+            raise Invalid("MALFORMED_JSON", f"the request body is not valid JSON: {err}") from None
     if not isinstance(data, dict):
-        raise ApiError(400, "INVALID_BODY", f"the request body must be a JSON object, got {type(data).__name__}")
+        raise Invalid("INVALID_BODY", f"the request body must be a JSON object, got {type(data).__name__}")
     if _has_nul(data):
         # PostgreSQL text cannot hold NUL, and no field has a use for it.
-        raise ApiError(400, "INVALID_BODY", "strings in the request body must not contain NUL characters")
+        raise Invalid("INVALID_BODY", "strings in the request body must not contain NUL characters")
     if schema is not None:
         validate(data, schema)
     return data
@@ -100,7 +98,7 @@ def parse_id(value: str, what: str = "id") -> str:
     try:
         return str(uuid.UUID(unquote(value)))
     except (ValueError, AttributeError, TypeError):
-        raise ApiError(400, "INVALID_ID", f"{what} must be a UUID, got {value[:60]!r}", {"field": what}) from None
+        raise Invalid("INVALID_ID", f"{what} must be a UUID, got {value[:60]!r}", {"field": what}) from None
 
 
 def header(request: Request, name: str) -> str | None:

@@ -1,6 +1,6 @@
 """Route registration that keeps the OpenAPI document in step with the app.
 
-``@api.route(...)`` registers a Chalice route, wraps the view so every ApiError and every
+``@api.route(...)`` registers a Chalice route, wraps the view so every domain error and every
 unexpected exception becomes our error shape (never a stack trace), and records what the
 route takes and returns; :meth:`Api.openapi` renders those records as OpenAPI 3.0.
 """
@@ -20,7 +20,8 @@ from typing import Any
 from chalice import Chalice, Response
 
 from runtime.api.chalicelib import schemas
-from runtime.api.chalicelib.errors import ApiError, error_response, normalise
+from runtime.api.chalicelib.domain import DomainError
+from runtime.api.chalicelib.errors import ApiError, domain_response, error_response, normalise
 from runtime.shared.log import bind
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ class Api:
                 with bind(request_id=request_id, route=f"{method} {path}"):
                     try:
                         response = view(**kwargs)
+                    except DomainError as err:
+                        response = domain_response(err)
                     except ApiError as err:
                         response = err.to_response()
                     except Exception:
