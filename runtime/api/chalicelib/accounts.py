@@ -1,9 +1,8 @@
-"""Users, sessions and API keys, and who a request is.
+"""Users, sessions and API keys: the rows behind every credential.
 
-A request is authenticated by an access JWT (``Authorization: Bearer``, a bare token in the
-``authorization`` header, or the seed's ``authorization`` cookie holding
-``{"AccessToken", "RefreshToken"}``) whose session row is checked every time, or by an API key
-(``x-api-key``) whose digest is looked up every time, so revocation is immediate.
+An access JWT names a session row that :func:`session_principal` checks on every use, and an
+API key's digest is looked up on every use by :func:`api_key_principal`, so revocation is
+immediate. Which credential a request carries, and which a route accepts, is ``auth.py``'s.
 """
 
 from __future__ import annotations
@@ -16,16 +15,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import psycopg
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from chalice.app import Request
 
 from runtime.api.chalicelib import tokens
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.domain import Conflict, NotFound, Throttled, Unauthenticated
-from runtime.api.chalicelib.requests import header
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +37,15 @@ KEY_COLUMNS = "id, user_id, name, prefix, created_at, last_used_at, expires_at, 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: a user, through a session or an API key."""
+    """The caller: a user, through a session, an API key or a playback token."""
 
     user_id: str
     session_id: str | None = None
     api_key_id: str | None = None
     #: A Set-Cookie value when an expired cookie access token was refreshed on the way in.
     set_cookie: str | None = None
+    #: The playback token the request carried (it admits one job, named in the route's path).
+    playback_token: str | None = None
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -357,42 +356,12 @@ def revoke_api_key(deps: Deps, user_id: str, *, key_id: str | None = None, key: 
     return public_key(row)
 
 
-# --- authentication ------------------------------------------------------------------------
+# --- credentials -----------------------------------------------------------------------------
 
 
-def cookie_tokens(request: Request) -> tuple[str | None, str | None]:
-    raw = header(request, "cookie")
-    if not raw:
-        return None, None
-    for part in raw.split(";"):
-        name, _, value = part.strip().partition("=")
-        if name.strip() != COOKIE_NAME or not value:
-            continue
-        value = unquote(value.strip().strip('"'))
-        if value.startswith("{"):
-            try:
-                data = json.loads(value)
-            except ValueError:
-                return None, None
-            if isinstance(data, dict):
-                access, refresh_ = data.get("AccessToken"), data.get("RefreshToken")
-                return (access if isinstance(access, str) else None, refresh_ if isinstance(refresh_, str) else None)
-            return None, None
-        return value, None
-    return None, None
-
-
-def _bearer(request: Request) -> str | None:
-    value = header(request, "authorization")
-    if not value:
-        return None
-    scheme, _, rest = value.partition(" ")
-    if rest and scheme.lower() == "bearer":
-        return rest.strip()
-    return value if value.count(".") == 2 and " " not in value else None
-
-
-def _session_principal(deps: Deps, token: str) -> Principal:
+def session_principal(deps: Deps, token: str) -> Principal:
+    """The principal of an access token whose session is live; :class:`tokens.TokenError` for a
+    forged or expired token (the caller may refresh an expired one), 401 for an ended session."""
     claims = tokens.read_access_token(token, deps.jwt_secret)
     with deps.db.connection() as conn:
         live = conn.execute(
@@ -402,28 +371,6 @@ def _session_principal(deps: Deps, token: str) -> Principal:
     if live is None:
         raise Unauthenticated("SESSION_REVOKED", "the session has ended; log in again")
     return Principal(user_id=claims.user_id, session_id=claims.session_id)
-
-
-def session_from_request(deps: Deps, request: Request) -> Principal | None:
-    """The session principal, or None when no token was sent; raises 401 for a bad token."""
-    bearer = _bearer(request)
-    cookie_access, cookie_refresh = (None, None) if bearer else cookie_tokens(request)
-    token = bearer or cookie_access
-    if not token:
-        return None
-    try:
-        return _session_principal(deps, token)
-    except tokens.TokenError as err:
-        if err.expired and cookie_refresh and not bearer:
-            # The seed's behaviour: a cookie whose access token expired is refreshed in passing.
-            fresh = refresh(deps, cookie_refresh)
-            return Principal(
-                user_id=fresh.user_id,
-                session_id=fresh.session_id,
-                set_cookie=fresh.cookie(deps.settings.refresh_token_ttl_seconds),
-            )
-        code = "TOKEN_EXPIRED" if err.expired else "INVALID_TOKEN"
-        raise Unauthenticated(code, str(err)) from None
 
 
 def api_key_principal(deps: Deps, key: str) -> Principal:
@@ -442,19 +389,3 @@ def api_key_principal(deps: Deps, key: str) -> Principal:
     if row is None:
         raise Unauthenticated("INVALID_API_KEY", "the API key is not valid, revoked or expired")
     return Principal(user_id=str(row["user_id"]), api_key_id=str(row["id"]))
-
-
-def authenticate(deps: Deps, request: Request, *, session: bool = True, api_key: bool = False) -> Principal:
-    """Who is calling; 401 with a specific code when nobody (or a bad credential) is."""
-    if api_key:
-        key = header(request, "x-api-key")
-        if key:
-            return api_key_principal(deps, key)
-    if session:
-        principal = session_from_request(deps, request)
-        if principal is not None:
-            return principal
-    wanted = " or ".join(
-        w for w, on in (("an access token (Authorization: Bearer)", session), ("an API key (x-api-key)", api_key)) if on
-    )
-    raise Unauthenticated("UNAUTHENTICATED", f"this route needs {wanted}")

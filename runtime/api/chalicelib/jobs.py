@@ -190,29 +190,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise Invalid("INVALID_CURSOR", "cursor is not one this API returned", {"field": "cursor"}) from None
 
 
-def list_jobs(deps: Deps, principal: Principal, params: dict[str, str]) -> dict[str, Any]:
-    """Keyset pagination, newest first, optionally one status (uses the (user, [status,] created, id) indexes)."""
-    unknown = set(params) - {"limit", "status", "cursor"}
-    if unknown:
-        raise Invalid(
-            "INVALID_QUERY",
-            f"unknown query parameter(s): {', '.join(sorted(unknown))}",
-            {"allowed": ["limit", "status", "cursor"]},
-        )
-    raw_limit = params.get("limit", str(DEFAULT_PAGE_SIZE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
-        raise Invalid("INVALID_QUERY", "limit must be an integer from 1 to 100", {"field": "limit"})
-    limit = int(raw_limit)
-    status: str | None = None
-    if params.get("status") is not None:
-        if params["status"].upper() not in JobStatus.__members__:
-            raise Invalid(
-                "INVALID_QUERY",
-                f"status must be one of {', '.join(JobStatus)}",
-                {"field": "status", "allowed": list(JobStatus)},
-            )
-        status = params["status"].upper()
-    cursor = params.get("cursor")
+def page(deps: Deps, principal: Principal, limit: int | None, status: str | None, cursor: str | None) -> dict[str, Any]:
+    """Keyset pagination, newest first, optionally one status (uses the (user, [status,] created, id)
+    indexes). The route validated ``limit`` and ``status``; ``cursor`` is checked here."""
+    limit = DEFAULT_PAGE_SIZE if limit is None else limit
     before = _decode_cursor(cursor) if cursor else None
     with deps.db.connection() as conn:
         rows = jobs_repo.page_for_user(
