@@ -170,11 +170,11 @@ def _by_playback_token(deps: Deps, request: Request, path: Mapping[str, str]) ->
     token = dict(request.query_params or {}).get("token")
     if not token:
         return None
+    job_id = parse_id(path["job_id"], "job_id")
     try:
         claims = tokens.read_playback_token(token, deps.jwt_secret)
     except tokens.TokenError as err:
         raise _refused(err) from None
-    job_id = parse_id(path["job_id"], "job_id")
     if claims.job_id != job_id:
         # A token for another job proves nothing about this one.
         raise NotFound("JOB_NOT_FOUND", "no playable job has this id", {"job_id": job_id})

@@ -33,6 +33,7 @@ from typing import Any
 from chalice import Chalice, Response
 
 from runtime.api.chalicelib import schemas
+from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.auth import SCHEMES, SECURITY_SCHEMES, Credential, Scheme, authenticate
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.domain import DomainError
@@ -135,14 +136,19 @@ class Api:
             @functools.wraps(view)
             def wrapped(**uri: str) -> Response:
                 request = self.app.current_request
+                assert request is not None  # Chalice sets it before calling a view
                 started = time.perf_counter()
                 request_id = (request.context or {}).get("requestId") or uuid.uuid4().hex
                 with bind(request_id=request_id, route=f"{method} {path}"):
                     set_cookie: str | None = None
                     try:
-                        arguments = self._arguments(doc, request, uri)
-                        principal = arguments.get("principal")
-                        set_cookie = principal.set_cookie if principal is not None else None
+                        principal = None
+                        if not doc.scheme.public:
+                            principal = authenticate(doc.scheme, self.deps(), request, uri)
+                            # Kept even when a later check fails: the refresh token it carries
+                            # has already been rotated.
+                            set_cookie = principal.set_cookie
+                        arguments = self._arguments(doc, request, uri, principal)
                         response = view(**{k: v for k, v in arguments.items() if k in wants})
                     except DomainError as err:
                         response = domain_response(err)
@@ -176,11 +182,10 @@ class Api:
 
         return decorator
 
-    def _arguments(self, doc: RouteDoc, request: Any, uri: dict[str, str]) -> dict[str, Any]:
-        """Everything the route declares, checked in order: credentials, path, parameters, body."""
-        arguments: dict[str, Any] = {}
-        if not doc.scheme.public:
-            arguments["principal"] = authenticate(doc.scheme, self.deps(), request, uri)
+    @staticmethod
+    def _arguments(doc: RouteDoc, request: Any, uri: dict[str, str], principal: Principal | None) -> dict[str, Any]:
+        """The rest of what the route declares, checked in order: path, parameters, body."""
+        arguments: dict[str, Any] = {} if principal is None else {"principal": principal}
         for name in doc.path_params:
             arguments[name] = parse_id(uri[name], name) if name.endswith("_id") else uri[name]
         arguments.update(read_params(request, doc.params, strict_query=doc.strict_query))
