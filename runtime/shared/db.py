@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import psycopg
@@ -19,10 +19,12 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from runtime.shared.contract import JobSpec
 from runtime.shared.log import job_status_metric
 from runtime.shared.settings import Settings
 from runtime.shared.status import TERMINAL, JobStatus, sources
+
+if TYPE_CHECKING:  # the dispatcher imports this module; the contract (pydantic) is not in its bundle
+    from runtime.shared.contract import JobSpec
 
 Row = dict[str, Any]
 JOB_COLUMNS = (

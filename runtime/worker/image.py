@@ -240,9 +240,9 @@ def build_pipeline(path: Path, spec: JobSpec, header: ImageHeader) -> tuple[pyvi
     """The lazy pipeline for ``spec``'s operations, in their declared order."""
     ops = list(spec.operations)
     ctx = ImageContext(header=header)
-    needs_random = any(op.name in _RANDOM_ACCESS for op in ops)
-    if ops and ops[0].name in _SHRINK_ON_LOAD:
-        image = _open_with_thumbnail(path, ops[0].name, ops[0].params)
+    needs_random = any(op.op in _RANDOM_ACCESS for op in ops)
+    if ops and ops[0].op in _SHRINK_ON_LOAD:
+        image = _open_with_thumbnail(path, ops[0].op, ops[0])
         ops = ops[1:]
         if needs_random:  # already small: materialise so rotation can read it out of order
             image = image.copy_memory()
@@ -250,7 +250,7 @@ def build_pipeline(path: Path, spec: JobSpec, header: ImageHeader) -> tuple[pyvi
         access = "random" if needs_random or header.orientation > 1 else "sequential"
         image = pyvips.Image.new_from_file(str(path), access=access, fail_on=FAIL_ON).autorot()
     for op in ops:
-        image = OPERATIONS[op.name](image, op.params, ctx)
+        image = OPERATIONS[op.op](image, op, ctx)
     return image, ctx
 
 
