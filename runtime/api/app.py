@@ -364,7 +364,8 @@ def abort_upload(principal: Principal, upload_id: str) -> Response:
     summary="Process an upload; Idempotency-Key makes retries safe",
     tag="media",
     auth="media",
-    body=schemas.PROCESS,
+    body=schemas.PROCESS_ENVELOPE,
+    published_body=schemas.PROCESS,
     params=(
         HeaderParam(
             "Idempotency-Key",

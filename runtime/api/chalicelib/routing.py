@@ -69,6 +69,9 @@ class RouteDoc:
     content_type: str = "application/json"
     #: Undeclared query parameters are refused (400 INVALID_QUERY) instead of ignored.
     strict_query: bool = False
+    #: Published instead of ``body`` where a richer check follows the schema's (a job's
+    #: operations: the contract answers them 422 INVALID_JOB naming operation, index and field).
+    published_body: dict[str, Any] | None = None
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -104,6 +107,7 @@ class Api:
         body_required: bool = True,
         params: tuple[Param, ...] = (),
         strict_query: bool = False,
+        published_body: dict[str, Any] | None = None,
         content_type: str = "application/json",
     ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
         if auth not in SCHEMES:
@@ -120,6 +124,7 @@ class Api:
             responses=responses,
             content_type=content_type,
             strict_query=strict_query,
+            published_body=published_body,
         )
         if Credential.PLAYBACK_TOKEN in doc.scheme.accepts and "job_id" not in doc.path_params:
             raise ValueError(f"{method} {path}: a playback token admits one job, so the path needs {{job_id}}")
@@ -231,7 +236,7 @@ class Api:
             if doc.body is not None:
                 operation["requestBody"] = {
                     "required": doc.body_required,
-                    "content": {"application/json": {"schema": doc.body}},
+                    "content": {"application/json": {"schema": doc.published_body or doc.body}},
                 }
             for status, (description, schema) in sorted(doc.responses.items()):
                 entry: dict[str, Any] = {"description": description}
@@ -261,7 +266,7 @@ class Api:
             "paths": paths,
             "components": {
                 "securitySchemes": copy.deepcopy(SECURITY_SCHEMES),
-                "schemas": {"Error": schemas.ERROR},
+                "schemas": {"Error": schemas.ERROR, **schemas.COMPONENTS},
             },
         }
         if server_url:
