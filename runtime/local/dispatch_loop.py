@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runtime.dispatcher import core
-from runtime.dispatcher.launchers import LOCAL_PREFIX, LocalProcessLauncher
 from runtime.dispatcher.sweeper import SweepConfig, SweepReport, s3_object_size, sqs_sender, sweep
+from runtime.local.launcher import DEFAULT_COMMAND, LOCAL_PREFIX, LocalProcessLauncher
 from runtime.shared import db as dbm
 from runtime.shared.aws import client
 from runtime.shared.messages import JobMessage
@@ -43,7 +43,7 @@ def worker_command(log_path: Path, container: Sequence[str] = ()) -> tuple[str, 
     ``container``: an argv that runs the worker image (runtime.local.images.container_worker_argv)
     instead of the worker module in this Python.
     """
-    worker = tuple(container) or (sys.executable, "-m", "runtime.worker", "--job-id", "{job_id}")
+    worker = tuple(container) or DEFAULT_COMMAND
     first = shutil.which(worker[0]) or worker[0]
     return (sys.executable, "-m", "runtime.local.worker_exec", str(log_path), first, *worker[1:])
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from runtime.dispatcher import handler
-from runtime.dispatcher.launchers import LocalProcessLauncher
+from runtime.local.launcher import LocalProcessLauncher
 from runtime.shared import db as dbm
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.status import JobStatus
