@@ -390,7 +390,7 @@ class Platform:
         )
         self.moto_url = f"http://127.0.0.1:{moto_port}"
         self.env = self._child_env(jwt_secret=self._jwt_secret())
-        weed = self.spawn("s3", self.seaweed.prepare())
+        weed = self.spawn("s3", self.seaweed.prepare(), env=self.seaweed.environment(self.env))
         self.seaweed.proc = weed
 
         # moto: SQS
