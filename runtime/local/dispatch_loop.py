@@ -27,6 +27,7 @@ from pathlib import Path
 from runtime.dispatcher import core
 from runtime.dispatcher.launchers import LOCAL_PREFIX, LocalProcessLauncher
 from runtime.dispatcher.sweeper import SweepConfig, SweepReport, s3_object_size, sqs_sender, sweep
+from runtime.local.processes import command_line
 from runtime.shared import db as dbm
 from runtime.shared.aws import client
 from runtime.shared.messages import JobMessage
@@ -216,11 +217,8 @@ def _kill_orphan_worker(task_arn: str, job_id: str) -> None:
     if not pid_text.isdigit():
         return
     pid = int(pid_text)
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return
-    if b"runtime.worker" in cmdline and job_id.encode() in cmdline:
+    cmdline = " ".join(command_line(pid) or [])
+    if "runtime.worker" in cmdline and job_id in cmdline:
         log.warning("stopping a worker left by the previous run", extra={"job_id": job_id, "pid": pid})
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)

@@ -26,6 +26,7 @@ import pytest
 import requests
 
 from runtime.local.client import ApiError, Client, Credentials, job_id_of
+from runtime.local.processes import command_line
 from tests.e2e.platform_proc import RunningPlatform, owned_processes, start_platform
 from tests.media import ffprobe, make_image, make_video
 
@@ -288,7 +289,7 @@ def test_given_a_running_video_job_when_its_worker_is_killed_then_the_job_ends_f
         time.sleep(0.05)
     pid = _worker_pid(platform.state, job_id)
     assert pid is not None
-    assert b"runtime.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert "runtime.worker" in " ".join(command_line(pid) or [])
 
     os.killpg(pid, signal.SIGKILL)  # the whole worker (and its ffmpeg), as an OOM kill would
     final = client.wait(job_id, timeout_s=60, interval_s=0.2)
