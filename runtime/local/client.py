@@ -24,8 +24,10 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from runtime.shared import keys
+from runtime.shared.status import TERMINAL, OutputRole
+
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 CHUNK = 256 * 1024
 
 
@@ -404,7 +406,7 @@ class Client:
                     dest = self._save(url, target, _relative_name(output, job_id), bar)
                     saved.append(dest)
                     output["path"] = dest
-            masters = [o for o in _outputs(info) if o.get("role") == "hls-master" and o.get("path")]
+            masters = [o for o in _outputs(info) if o.get("role") == OutputRole.HLS_MASTER and o.get("path")]
             if masters and info.get("playback_url"):
                 saved += self._download_segments(str(info["playback_url"]), masters[0]["path"], target, bar)
             bar.set_postfix_str(f"{len(saved)} files")
@@ -489,12 +491,14 @@ def _uris(playlist: str) -> list[str]:
 
 
 def _relative_name(output: dict[str, Any], job_id: str) -> str:
-    """``output/{user}/{job}/hls/720p/seg.ts`` -> ``hls/720p/seg.ts``."""
-    key = str(output.get("key") or output.get("object_key") or output.get("name") or "output")
-    marker = f"/{job_id}/"
-    if marker in key:
-        key = key.split(marker, 1)[1]
-    return key.lstrip("/") or "output"
+    """Where an output is saved in the job's folder: the ``name`` the API gives it (the key
+    layout's relative name), else the name its key has in ``job_id``'s folder."""
+    name = str(output.get("name") or "")
+    if not name:
+        key = str(output.get("key") or output.get("object_key") or "")
+        parsed = keys.parse_output_key(key)
+        name = parsed.name if parsed and parsed.job_id == job_id else key.rsplit("/", 1)[-1]
+    return name.lstrip("/") or "output"
 
 
 def job_id_of(job: dict[str, Any]) -> str:
