@@ -14,7 +14,6 @@ the execution environment lives.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +24,13 @@ from runtime.dispatcher.sweeper import SweepConfig, s3_object_size, sqs_sender, 
 from runtime.shared import aws
 from runtime.shared.db import Database, open_database
 from runtime.shared.log import bind, configure
-from runtime.shared.settings import ConfigError, Settings, load_settings
+from runtime.shared.settings import DISPATCH_CLAIM_TIMEOUT_ENV, ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 #: Seconds after which a claim with no task recorded is taken over (see repo.jobs.reclaim_stale_claim);
 #: constructs_lib.dispatcher sets it above the function timeout and below the queue's visibility.
-CLAIM_TIMEOUT_ENV = "TRANSCODEX_DISPATCH_CLAIM_TIMEOUT_SECONDS"
+CLAIM_TIMEOUT_ENV = DISPATCH_CLAIM_TIMEOUT_ENV
 #: Time kept in hand per invocation: one RunTask with botocore's throttling retries fits in it.
 RESERVE_MS = 15_000
 
@@ -58,7 +57,7 @@ def runtime(sections: tuple[str, ...] = ("database", "ecs")) -> Runtime:
                 settings=settings,
                 db=open_database(settings, max_size=2),
                 launcher=EcsLauncher(EcsConfig.from_settings(settings), aws.client("ecs", settings)),
-                claim_timeout_seconds=float(os.environ.get(CLAIM_TIMEOUT_ENV) or DEFAULT_CLAIM_TIMEOUT_SECONDS),
+                claim_timeout_seconds=settings.dispatch_claim_timeout_seconds or DEFAULT_CLAIM_TIMEOUT_SECONDS,
             )
         return _runtimes[sections]
 

@@ -25,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from runtime.shared import keys
+from runtime.shared.settings import tool_settings
 from runtime.shared.status import TERMINAL, OutputRole
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
@@ -55,11 +56,7 @@ class ApiError(Exception):
 
 
 def config_path() -> Path:
-    override = os.environ.get("TRANSCODEX_CONFIG")
-    if override:
-        return Path(override).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "transcodex" / "config.json"
+    return tool_settings().config_path
 
 
 @dataclass
@@ -108,7 +105,7 @@ class CliConfig:
 
 def resolve_api_url(flag: str | None, config: CliConfig) -> str:
     """Flag > $TRANSCODEX_API_URL > config file > http://127.0.0.1:8000."""
-    url = flag or os.environ.get("TRANSCODEX_API_URL") or config.api_url or DEFAULT_API_URL
+    url = flag or tool_settings().api_url or config.api_url or DEFAULT_API_URL
     return url.rstrip("/")
 
 
@@ -188,7 +185,7 @@ class Client:
     # --- plumbing ------------------------------------------------------------------------------
 
     def _auth_headers(self) -> dict[str, str]:
-        env_key = os.environ.get("TRANSCODEX_API_KEY")
+        env_key = tool_settings().api_key
         if env_key:
             return {"x-api-key": env_key}
         if self.creds.access_token:
@@ -225,7 +222,7 @@ class Client:
                 and auth
                 and attempt == 1
                 and self.creds.refresh_token
-                and not os.environ.get("TRANSCODEX_API_KEY")
+                and not tool_settings().api_key
                 and self._refresh()
             ):
                 continue

@@ -10,10 +10,11 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from runtime.shared import keys
+from runtime.shared import keys, settings, status
 
 pytestmark = pytest.mark.unit
 
@@ -66,8 +67,11 @@ def test_given_a_clean_interpreter_when_the_cli_client_is_imported_then_no_datab
     assert sorted(m for m in modules if m.split(".")[0] in {"psycopg", "psycopg_pool", "boto3", "chalice"}) == []
 
 
-def test_given_the_key_module_when_its_imports_are_read_then_it_needs_the_standard_library_only() -> None:
-    tree = ast.parse(Path(keys.__file__).read_text())
+@pytest.mark.parametrize("module", [keys, settings, status], ids=lambda m: m.__name__)
+def test_given_a_module_the_constructs_or_the_cli_import_when_its_imports_are_read_then_stdlib_only(
+    module: ModuleType,
+) -> None:
+    tree = ast.parse(Path(str(module.__file__)).read_text())
     imported = {
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     }
