@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 import uuid
@@ -42,16 +41,6 @@ pytestmark = [
 
 IMAGE_OPS = {"ROTATE": "180", "WATERMARK": "e2e", "FORCE-RESIZE": "100x400"}
 LADDER_OPS = [{"op": "transcode", "renditions": ["360p", "240p"], "segment_seconds": 2}, {"op": "poster"}]
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Any:
-    """Our own folder, not pytest's numbered tmp (a concurrent pytest session may prune those)."""
-    folder = Path(tempfile.mkdtemp(prefix="transcodex-e2e-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
