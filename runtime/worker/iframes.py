@@ -13,7 +13,9 @@ Apple's tools write and hls.js (1.7+) loads:
 * fMP4: from the ``moof`` of the keyframe's fragment through the keyframe's last byte in the
   ``mdat`` (the mdat header included, the fragment's later samples left out), with
   ``EXT-X-MAP`` naming the variant's init segment. Players (hls.js: ``partialMdat``) trim the
-  moof's sample table to the samples present.
+  moof's sample table to the samples present. So only a keyframe that is its fragment's first
+  video sample can be listed; ffmpeg's HLS muxer writes one fragment per segment, each starting
+  on a keyframe, so fMP4 ladders get one I-frame per segment (TS ladders get every keyframe).
 
 Each entry's EXTINF runs to the next keyframe, so the entries add up to the variant's length.
 """
@@ -113,14 +115,17 @@ def keyframes(rendition: Rendition, probed: Probe, stream: int) -> list[IFrame]:
             if seg_index not in moofs:
                 moofs[seg_index] = box_offsets(segment.path, b"moof")
             start = max((m for m in moofs[seg_index] if m <= offset), default=None)
-            if start is None:
-                continue  # a sample outside any fragment: not addressable on its own
+            previous = packets[index - 1].pos if index > 0 else None
+            if start is None or (previous is not None and previous >= segment.offset + start):
+                # Not the first sample of its fragment: a range from the moof would hold (and a
+                # player show) the fragment's earlier frames, so the keyframe is not listed.
+                continue
             end = offset + packet.size
         else:
             start, end = offset, segment.size
-            following = packets[index + 1] if index + 1 < len(packets) else None
-            if following is not None and following.pos is not None:
-                nxt = rendition.locate(following.pos)
+            following = next((p.pos for p in packets[index + 1 :] if p.pos is not None and p.pos > packet.pos), None)
+            if following is not None:
+                nxt = rendition.locate(following)
                 if nxt is not None and nxt[0] == seg_index:
                     end = nxt[1]
         found.append((IFrame(segment.uri, start, max(0, end - start), 0.0), packet.pts or 0.0))

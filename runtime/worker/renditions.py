@@ -145,23 +145,34 @@ def probe(rendition: Rendition) -> Probe:
     for line in proc.stdout.splitlines():
         section, _, rest = line.partition("|")
         fields = dict(part.split("=", 1) for part in rest.split("|") if "=" in part)
-        if section == "stream":
-            streams.append(fields)
+        if section == "stream" and "index" in fields:
+            if not any(s["index"] == fields["index"] for s in streams):  # TS: once more per program
+                streams.append(fields)
         elif section == "packet":
             rows.append(fields)
     kinds = {int(s["index"]): s.get("codec_type", "") for s in streams}
-    packets = [
-        Packet(
-            stream=int(r["stream_index"]),
-            kind=kinds.get(int(r["stream_index"]), ""),
-            pts=_number(r.get("pts_time")),
-            duration=_number(r.get("duration_time")),
-            pos=int(r["pos"]) if r.get("pos", "N/A").lstrip("-").isdigit() and int(r["pos"]) >= 0 else None,
-            size=int(r.get("size") or 0),
-            key=r.get("flags", "").startswith("K"),
+    packets: list[Packet] = []
+    last_pos: dict[int, int] = {}
+    for r in rows:
+        stream = int(r["stream_index"])
+        pos = int(r["pos"]) if r.get("pos", "N/A").isdigit() else None
+        if pos is None:
+            # TS carries several audio frames in one PES; the parser gives only the first its
+            # position. The others are in the same bytes, so in the same segment.
+            pos = last_pos.get(stream)
+        elif stream in kinds:
+            last_pos[stream] = pos
+        packets.append(
+            Packet(
+                stream=stream,
+                kind=kinds.get(stream, ""),
+                pts=_number(r.get("pts_time")),
+                duration=_number(r.get("duration_time")),
+                pos=pos,
+                size=int(r.get("size") or 0),
+                key=r.get("flags", "").startswith("K"),
+            )
         )
-        for r in rows
-    ]
     return Probe(streams, packets)
 
 
