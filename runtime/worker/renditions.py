@@ -179,8 +179,10 @@ def probe(rendition: Rendition) -> Probe:
 def decode_errors(rendition: Rendition, threads: int, timeout: float | None = None) -> list[str]:
     """Decode every stream of the rendition to nowhere; ffmpeg's error lines (none: it decodes).
 
-    Raises subprocess.TimeoutExpired (ffmpeg killed) after ``timeout`` seconds."""
-    args = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-threads", str(threads)]
+    Every slice is entropy-decoded (where corrupt data shows), but the deblocking filter is
+    skipped: it cannot fail, and it is ~15% of H.264 decoding. Raises subprocess.TimeoutExpired
+    (ffmpeg killed) after ``timeout`` seconds."""
+    args = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-threads", str(threads), "-skip_loop_filter", "all"]
     args += ["-i", rendition.concat_url, "-map", "0", "-f", "null", "-"]
     proc = subprocess.run(args, cwd=rendition.folder, capture_output=True, text=True, timeout=timeout)
     errors = [line.strip() for line in proc.stderr.splitlines() if line.strip()]

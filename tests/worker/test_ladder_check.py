@@ -5,6 +5,7 @@ job ends FAILED with PROCESSING_FAILED and nothing is published."""
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,34 @@ def test_given_a_truncated_segment_when_checked_then_the_variant_and_segment_are
     message = failed.value.message
     assert "240p/index.m3u8" in message and segment.name in message
     assert "360p/index.m3u8" not in message  # the sound variant is not blamed
+
+
+def _scramble_video(segment: Path) -> None:
+    """Overwrite video payload bytes in the middle of ``segment``, keeping its size and framing
+    (TS: 30 packets of PID 0x100 past the first third; fMP4: a run inside the mdat)."""
+    data = bytearray(segment.read_bytes())
+    noise = random.Random(7)
+    if segment.suffix == ".ts":
+        hit = 0
+        for i in range(len(data) // 3 // 188 * 188, len(data) - 188, 188):
+            if ((data[i + 1] & 0x1F) << 8 | data[i + 2]) == 0x100 and hit < 30:
+                data[i + 30 : i + 180] = bytes(noise.randrange(256) for _ in range(150))
+                hit += 1
+    else:
+        start = len(data) // 3
+        data[start : start + 6000] = bytes(noise.randrange(256) for _ in range(6000))
+    segment.write_bytes(bytes(data))
+
+
+def test_given_a_segment_with_corrupt_video_when_checked_then_it_does_not_decode(
+    ladder: Path, source: Path, tmp_path: Path
+) -> None:
+    """Same size, same packets, same timing: only decoding finds this."""
+    broken = copy_ladder(ladder, tmp_path / "hls")
+    _scramble_video(_segment(broken, "360p", 1))
+    problems = ladder_check.ladder_problems(broken, source)
+    assert [p for p in problems if p.startswith("360p/index.m3u8: does not decode: ")], problems
+    assert not [p for p in problems if p.startswith("240p/")], problems
 
 
 def test_given_a_bandwidth_below_the_measured_peak_when_checked_then_it_fails_naming_it(
