@@ -403,7 +403,7 @@ def process() -> Response:
     key = header(request, "idempotency-key")
     if key is not None and (len(key) > 255 or any(not 0x21 <= ord(c) <= 0x7E for c in key)):
         raise ApiError(400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-255 printable ASCII characters")
-    body = json_body(request, schemas.PROCESS)
+    body = json_body(request, schemas.PROCESS_ENVELOPE)
     job, created = media.process(deps.get(), principal, body, key)
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return json_response(201 if created else 200, media.job_body(job), headers)

@@ -38,16 +38,16 @@ def parse_op(text: str) -> dict[str, Any]:
     from runtime.shared.contract import lookup
 
     name, _, value = text.partition("=")
-    spec = lookup(name)
-    if spec is None:
+    model = lookup(name)
+    if model is None:
         from runtime.shared.contract import REGISTRY
 
         raise ApiError(0, "UNKNOWN_OPERATION", f"unknown operation {name!r}; known: {', '.join(sorted(REGISTRY))}")
     try:
-        params = spec.seed(value)
+        params = model.seed(value)
     except Exception as err:  # the contract's field errors carry a readable message
         raise ApiError(0, "INVALID_OPERATION", f"--op {text}: {err}") from None
-    return {"op": spec.name, **params}
+    return {"op": model.op_name(), **params}
 
 
 def build_operations(ops: list[str] | None, ops_json: str | None) -> Any:

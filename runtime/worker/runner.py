@@ -197,8 +197,7 @@ def _process(
     if spec.job_type == JobType.IMAGE:
         result = image_ops.process_image(source, work, spec, settings.limits, stage, deadline)
         return [LocalOutput(result.path, result.path.name, OutputRole.IMAGE, result.mime, result.width, result.height)]
-    operations = [(op.name, op.params) for op in spec.operations]
-    outputs = video_ops.process_video(source, work, operations, settings.limits, stage, deadline)
+    outputs = video_ops.process_video(source, work, spec.operations, settings.limits, stage, deadline)
     return outputs + _finish_ladders(source, outputs, deadline)
 
 

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from runtime.shared.aws import client as aws_client
+from runtime.shared.contract import MAX_OPERATIONS
 from runtime.shared.messages import parse_message
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.repo import outputs as outputs_repo
@@ -340,6 +341,25 @@ def test_given_invalid_operations_when_processing_then_422_naming_each_problem(a
     assert {p.get("operation") for p in error["details"]["problems"]} >= {"rotate", "EXPLODE"}
     video_job = _process(alice, upload["upload_id"], [{"op": "transcode"}], job_type="VIDEO")
     assert video_job.status_code == 422 and "IMAGE file" in _error(video_job)["message"]
+
+
+@pytest.mark.parametrize("count", [MAX_OPERATIONS + 1, 60])
+def test_given_more_operations_than_the_contract_allows_when_processing_then_422_naming_the_one_limit(
+    alice: Caller, jpeg: bytes, count: int
+) -> None:
+    upload = upload_file(alice, jpeg)
+    response = _process(alice, upload["upload_id"], [{"op": "rotate", "angle": 90}] * count)
+    error = _error(response)
+    assert response.status_code == 422 and error["code"] == "INVALID_JOB"
+    assert error["details"]["problems"] == [
+        {
+            "message": f"at most {MAX_OPERATIONS} operations are allowed, got {count}",
+            "field": "operations",
+            "received": count,
+        }
+    ]
+    at_limit = _process(alice, upload["upload_id"], [{"op": "rotate", "angle": 90}] * MAX_OPERATIONS)
+    assert at_limit.status_code == 201 and len(at_limit.json_body["operations"]) == MAX_OPERATIONS
 
 
 def test_given_an_idempotency_key_when_the_post_is_retried_then_the_same_job_comes_back(

@@ -213,7 +213,7 @@ class Api:
                     "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "x-api-key"},
                     "playbackToken": {"type": "apiKey", "in": "query", "name": "token"},
                 },
-                "schemas": {"Error": schemas.ERROR},
+                "schemas": {"Error": schemas.ERROR, **schemas.COMPONENTS},
             },
         }
         if server_url:
