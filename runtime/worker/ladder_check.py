@@ -242,7 +242,8 @@ def _iframe_problems(folder: Path, iframe: Any, variant: _Checked | None) -> lis
 
 
 def _source_durations(source: Path) -> dict[str, list[float]]:
-    """Durations of the source's video and audio streams (the container's when a stream lacks one)."""
+    """Durations of the source's video and audio streams, each kind with the container's too: a
+    stream's own duration may be missing or differ from the timeline ffmpeg actually reads."""
     try:
         data = ffmpeg.probe(str(source), cmd=renditions.FFPROBE)
     except ffmpeg.Error:
@@ -256,6 +257,9 @@ def _source_durations(source: Path) -> dict[str, list[float]]:
         seconds = _seconds(stream.get("duration")) or _seconds(stream.get("tags", {}).get("DURATION")) or overall
         if seconds:
             found.setdefault(kind, []).append(seconds)
+    for durations in found.values():
+        if overall and overall not in durations:
+            durations.append(overall)
     return found
 
 
