@@ -4,7 +4,8 @@
 "Before" is ``runtime/shared/contract.py`` as it was in the commit before the package replaced it
 (read with ``git show``, loaded as a standalone module: it only needs the standard library).
 Import time is ``python -X importtime``'s cumulative time of the module (its parents included) in
-a fresh interpreter, median of several runs; parse time is the median per call in one process.
+a fresh interpreter, and the CPU time that import adds to an empty interpreter (steadier on a busy
+machine), medians of several runs; parse time is CPU time per call, the best of several repeats.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import timeit
 from collections.abc import Callable
 from pathlib import Path
@@ -86,13 +89,25 @@ def import_ms(module: str, path: Path, runs: int) -> float:
     return statistics.median(totals)
 
 
+def import_cpu_ms(module: str, path: Path, runs: int) -> float:
+    """Median CPU time (user + system) ``import module`` adds to an empty interpreter, in ms."""
+
+    def cpu(code: str) -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-c", code], cwd=path, env={**os.environ, "PYTHONPATH": str(path)}, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+
+    return statistics.median(cpu(f"import {module}") - cpu("pass") for _ in range(runs))
+
+
 def parse_us(parse: Callable[[str, Any], Any], error: type[Exception], job_type: str, operations: Any) -> float:
     def call() -> None:
         with contextlib.suppress(error):
             parse(job_type, operations)
 
     number = 200 if QUICK else 1000
-    samples = timeit.repeat(call, number=number, repeat=3 if QUICK else 7)
+    samples = timeit.repeat(call, number=number, repeat=3 if QUICK else 7, timer=time.process_time)
     return min(samples) / number * 1e6
 
 
@@ -101,15 +116,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "contract_before.py").write_text(before_source())
-        before_ms = import_ms("contract_before", folder, runs)
-        after_ms = import_ms("runtime.shared.contract", ROOT, runs)
+        imports = [
+            (import_ms(name, where, runs), import_cpu_ms(name, where, runs))
+            for name, where in (("contract_before", folder), ("runtime.shared.contract", ROOT))
+        ]
         sys.path.insert(0, str(folder))
         import contract_before as before
 
         from runtime.shared import contract as after
 
         print(f"{'':28} {'before':>12} {'after':>12}")
-        print(f"{'import (ms, -X importtime)':28} {before_ms:12.1f} {after_ms:12.1f}")
+        print(f"{'import (ms, -X importtime)':28} {imports[0][0]:12.1f} {imports[1][0]:12.1f}")
+        print(f"{'import (ms CPU)':28} {imports[0][1]:12.1f} {imports[1][1]:12.1f}")
         for name, (job_type, operations) in CASES.items():
             old = parse_us(before.parse_job, before.ContractError, job_type, operations)
             new = parse_us(after.parse_job, after.ContractError, job_type, operations)

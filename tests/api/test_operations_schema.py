@@ -67,7 +67,7 @@ GOOD: list[tuple[str, Any]] = [
     ("IMAGE", [{"op": "watermark", "text": "hi", "position": "center", "opacity": 0.3, "size": 0.1}]),
     ("IMAGE", [{"op": "thumbnail", "width": 200, "height": 200, "crop": True}]),
     ("IMAGE", [{"op": "convert-format", "format": "png"}]),
-    ("VIDEO", [{"op": "transcode", "renditions": [1080, "720p"], "segment_type": "fmp4"}, {"op": "poster"}]),
+    ("VIDEO", [{"op": "transcode", "renditions": [1080, 720], "segment_type": "fmp4"}, {"op": "poster"}]),
     ("VIDEO", [{"op": "transcode-resolution", "resolution": "4k"}]),
     ("VIDEO", [{"op": "transcode-resolution", "height": 720, "width": 1280}, {"op": "poster", "at_seconds": 3}]),
     ("IMAGE", [{"op": "resize", "width": 10}] * MAX_OPERATIONS),
@@ -104,12 +104,14 @@ BAD: list[tuple[str, Any]] = [
     ("IMAGE", [{"op": "convert-format", "format": "jpeg", "quality": 101}]),
     ("IMAGE", [{"op": "watermark", "text": ""}]),
     ("IMAGE", [{"op": "watermark", "text": "x" * 201}]),
+    ("IMAGE", [{"op": "watermark", "text": "\x1f"}]),  # whitespace to Python, not to ECMA's \s
     ("IMAGE", [{"op": "watermark", "text": "hi", "position": "middle"}]),
     ("IMAGE", [{"op": "watermark", "text": "hi", "opacity": 2}]),
     ("IMAGE", [{"op": "thumbnail", "height": 10}]),
     ("VIDEO", [{"op": "transcode", "renditions": []}]),
     ("VIDEO", [{"op": "transcode", "renditions": [720, 720]}]),
     ("VIDEO", [{"op": "transcode", "renditions": [999]}]),
+    ("VIDEO", [{"op": "transcode", "renditions": [240, "240p"]}]),  # distinct to uniqueItems, not to us
     ("VIDEO", [{"op": "transcode", "segment_type": "webm"}]),
     ("VIDEO", [{"op": "transcode", "segment_seconds": 11}]),
     ("VIDEO", [{"op": "transcode-resolution", "height": 721}]),

@@ -7,6 +7,7 @@ Lambda's limits: 250 MB unzipped, 50 MB zipped (direct upload).
 
 from __future__ import annotations
 
+import ast
 import http.server
 import json
 import re
@@ -25,6 +26,7 @@ from constructs_lib._lambda import LAMBDA_RUNTIME
 from runtime.local import images
 from stacks.app import create_app
 from tests.dispatcher import conftest as dispatcher_fixtures
+from tests.import_graph import imported_names, module_names
 
 # One xdist worker runs every test that drives podman (these and tests/e2e's image test): two
 # podman processes building and running at once on one storage contend for its locks.
@@ -120,6 +122,36 @@ def test_given_each_bundle_when_inspected_then_handler_and_dependencies_for_the_
         assert not missing, f"{bundle['id']}: requirements not installed: {missing}"
         extensions = [p.name for p in folder.rglob("*.so") if "cpython-" in p.name]
         assert extensions and all(tag in name for name in extensions), (bundle["id"], extensions[:5])
+
+
+#: What only the local platform runs, none of which may ship to Lambda: its own package, chalice's
+#: local server (which the local HTTP wrapper leans on), and starting processes on the machine
+#: (the local launcher's workers).
+LOCAL_ONLY = ("runtime.local", "chalice.local", "subprocess")
+
+
+def _local_only(name: str) -> str | None:
+    """The LOCAL_ONLY entry ``name`` is or is inside, if any."""
+    return next((prefix for prefix in LOCAL_ONLY if name == prefix or name.startswith(prefix + ".")), None)
+
+
+def test_given_each_bundle_when_its_runtime_modules_are_read_then_none_is_local_only(
+    bundles: list[dict[str, Any]],
+) -> None:
+    for folder in sorted({b["dir"] for b in bundles}):
+        modules = module_names(folder / "runtime")
+        offenders = sorted(
+            {
+                f"{name} imports {_local_only(target)}"
+                for name, path in modules.items()
+                for target in imported_names(ast.parse(path.read_text()), name, path.name == "__init__.py")
+                if _local_only(target)
+            }
+        )
+
+        assert "runtime.shared.db" in modules and len(modules) > 10, folder  # the scan saw the bundle
+        assert [name for name in modules if _local_only(name)] == [], folder
+        assert offenders == [], f"{folder.name}: local-only code in a Lambda bundle: {offenders}"
 
 
 def test_given_each_bundle_when_measured_then_within_lambda_size_limits(bundles: list[dict[str, Any]]) -> None:

@@ -227,7 +227,8 @@ class Text(FieldType):
             "type": "string",
             "minLength": 1,
             "maxLength": self.max_len,
-            "pattern": r"^[^\x00-\x1f]*\S[^\x00-\x1f]*$",
+            # one visible character; \x85 is whitespace to Python's strip() but not to ECMA's \s
+            "pattern": r"^[^\x00-\x1f]*[^\s\x00-\x20\x85][^\x00-\x1f]*$",
         }
 
 

@@ -82,12 +82,14 @@ class Renditions(FieldType):
         return tuple(sorted(heights, reverse=True))
 
     def json_schema(self) -> dict[str, Any]:
+        # Heights as stored; "720p" and "4k" are read too, but 720 and "720p" would pass uniqueItems.
         return {
             "type": "array",
             "minItems": 1,
             "maxItems": len(VIDEO_HEIGHTS),
             "uniqueItems": True,
-            "items": RESOLUTION_SCHEMA,
+            "items": {"type": "integer", "enum": list(VIDEO_HEIGHTS)},
+            "description": 'distinct heights, e.g. [1080, 720]; "720p" and "4k" are read as heights too',
         }
 
 
