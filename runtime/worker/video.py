@@ -362,7 +362,9 @@ def transcode_hls(
         playlist_path = folder / "index.m3u8"
         playlist = hls.parse_media_playlist(playlist_path.read_text())
         peak, average = hls.measure(playlist_path)
-        first = folder / (playlist.map_uri or playlist.segments[0].uri)
+        first = str(folder / playlist.segments[0].uri)
+        if playlist.map_uri:  # an init segment alone has no frames: ffprobe reports level -99
+            first = f"concat:{folder / playlist.map_uri}|{first}"
         codecs = _codecs(first, info.has_audio)
         variants.append(
             hls.Variant(f"{rung.name}/index.m3u8", rung.width, rung.height, codecs, peak, average, info.fps)
@@ -412,8 +414,8 @@ def _segment_mime(fmp4: bool) -> str:
     return "video/iso.segment" if fmp4 else "video/mp2t"
 
 
-def _codecs(media: Path, has_audio: bool) -> str:
-    data = ffmpeg.probe(str(media), cmd=FFPROBE)
+def _codecs(media: str, has_audio: bool) -> str:
+    data = ffmpeg.probe(media, cmd=FFPROBE)
     video = next(s for s in data["streams"] if s.get("codec_type") == "video")
     codec = hls.avc1_codec(str(video.get("profile", "High")), int(video.get("level", 40)))
     return f"{codec},mp4a.40.2" if has_audio else codec
