@@ -22,7 +22,7 @@ def generate() -> dict[str, Any]:
     """Read the facts from the runtime itself (imports Chalice, psycopg and argon2)."""
     from runtime.api.chalicelib.deps import POOL_SIZE_ENV
     from runtime.api.chalicelib.errors import BASE_HEADERS, GATEWAY_NOT_FOUND
-    from runtime.dispatcher.handler import CLAIM_TIMEOUT_ENV
+    from runtime.dispatcher.service import CLAIM_TIMEOUT_ENV
     from runtime.shared.log import METRICS_NAMESPACE
     from runtime.shared.migrate import content_hash
     from runtime.shared.status import JobStatus

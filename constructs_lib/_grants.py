@@ -17,7 +17,8 @@ from constructs_lib._nag import acknowledge
 
 # The key layout (``input/{user}/{upload}/{name}``, ``output/{user}/{job}/...``) has one owner,
 # runtime.shared.keys, which imports the standard library only: synthesis loads nothing more.
-from runtime.shared.keys import INPUT_PREFIX, OUTPUT_PREFIX
+from runtime.shared.keys import INPUT_PREFIX as INPUT_PREFIX
+from runtime.shared.keys import OUTPUT_PREFIX as OUTPUT_PREFIX
 
 
 def grant_list_prefix(bucket: s3.IBucket, grantee: iam.IGrantable, prefix: str) -> iam.Grant:

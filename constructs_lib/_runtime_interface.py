@@ -107,7 +107,7 @@ class RuntimeInterface:
     not_found: GatewayResponse
     #: Variable that sizes the API's connection pool (runtime.api.chalicelib.deps).
     api_pool_size_env: str
-    #: Variable of the dispatcher's claim timeout (runtime.dispatcher.handler).
+    #: Variable of the dispatcher's claim timeout (runtime.dispatcher.service).
     claim_timeout_env: str
     #: Hash of the SQL migrations the handler ships (runtime.shared.migrate.content_hash).
     migrations_hash: str

@@ -209,11 +209,11 @@ def make_multi_audio(path: str | Path, seconds: float = 2.0, width: int = 320, h
     return path
 
 
-def make_vfr(path: str | Path, seconds: float = 2.0, fps: int = 30) -> Path:
+def make_vfr(path: str | Path, seconds: float = 2.0, fps: int = 30, width: int = 320, height: int = 180) -> Path:
     """A phone-like variable-frame-rate MP4: frames every 1/``fps`` s give or take 10 ms (600 Hz
     track timescale), so the average is ``fps`` but no two intervals need be equal."""
     path = Path(path)
-    args = [FFMPEG, "-y", "-v", "error", *_lavfi_video(320, 180, fps), *_tone(rate=44100), "-t", str(seconds)]
+    args = [FFMPEG, "-y", "-v", "error", *_lavfi_video(width, height, fps), *_tone(rate=44100), "-t", str(seconds)]
     args += ["-vf", f"settb=1/600,setpts=(N/{fps}+0.01*sin(N*1.7))/TB", "-fps_mode", "vfr", "-enc_time_base:v"]
     _run(
         [

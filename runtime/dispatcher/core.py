@@ -1,7 +1,7 @@
 """The dispatcher's decisions, free of Lambda and SQS event shapes.
 
-Three entry points, shared by the AWS handlers (runtime/dispatcher/handler.py) and the local
-platform (runtime/local):
+Three entry points, called through runtime.dispatcher.service.DispatcherService by the AWS
+handlers (runtime/dispatcher/handler.py) and the local platform (runtime/local):
 
 * :func:`dispatch` — one job message: claim QUEUED → DISPATCHED, start the worker, record it.
 * :func:`fail_dead_letter` — a message SQS gave up on: the job ends FAILED (DISPATCH_FAILED).

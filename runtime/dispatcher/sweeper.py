@@ -14,8 +14,8 @@ sweepers, a late worker or a late API call cannot be overwritten):
   period can no longer be uploaded to: it becomes UPLOADED if the object is in S3 (the client
   never called ``/complete`` or ``/process``), else EXPIRED.
 
-The AWS side (SQS, S3) comes in as two callables, so the same code runs in the Lambda
-(:func:`runtime.dispatcher.handler.handle_sweep`) and in the local platform's loop.
+The AWS side (SQS, S3) comes in as two callables; runtime.dispatcher.service.DispatcherService.sweep
+passes its job queue and input bucket, for the scheduled Lambda and the local platform's loop alike.
 """
 
 from __future__ import annotations
@@ -224,15 +224,6 @@ def _settle_uploads(
 
 
 # --- AWS adapters ------------------------------------------------------------------------------
-
-
-def sqs_sender(sqs: Any, queue_url: str) -> SendJob:
-    """Send job message bodies to ``queue_url``."""
-
-    def send(body: str) -> None:
-        sqs.send_message(QueueUrl=queue_url, MessageBody=body)
-
-    return send
 
 
 def s3_object_size(s3: Any, bucket: str) -> ObjectSize:

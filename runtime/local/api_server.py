@@ -3,15 +3,59 @@
 A subprocess of the local platform, so the app reads its settings from the environment at
 import exactly as in Lambda, and a crash in a request handler never takes the supervisor
 down. SIGTERM stops it cleanly.
+
+Chalice's local server, except that an unknown path is answered like the rest of the API: 404
+``{"error": {"code": "NOT_FOUND", ...}}`` instead of API Gateway's 403 "Missing Authentication
+Token" (on AWS the same mapping is a gateway response, see
+:data:`runtime.api.chalicelib.errors.GATEWAY_NOT_FOUND`). It leans on chalice.local's internals,
+which is why it lives here and not in the API's Lambda bundle.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import sys
 import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import FrameType
+from typing import Any
+
+from chalice import Chalice
+from chalice.config import Config
+from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGateway, create_local_server
+
+from runtime.api.chalicelib.errors import BASE_HEADERS, dumps, error_body
+
+
+class _Gateway(LocalGateway):
+    def handle_request(self, method: str, path: str, headers: Any, body: bytes | None) -> Any:
+        try:
+            self.event_converter._route_matcher.match_route(path)
+        except ValueError:
+            return {
+                "statusCode": 404,
+                "headers": dict(BASE_HEADERS),
+                "multiValueHeaders": {},
+                "body": dumps(error_body("NOT_FOUND", f"no route matches {path.split('?', 1)[0][:200]}")),
+            }
+        return super().handle_request(method, path, headers, body)
+
+
+class _Handler(ChaliceRequestHandler):
+    def __init__(
+        self, request: bytes, client_address: tuple[str, int], server: HTTPServer, app_object: Chalice, config: Config
+    ) -> None:
+        self.local_gateway = _Gateway(app_object, config)
+        BaseHTTPRequestHandler.__init__(self, request, client_address, server)  # type: ignore[arg-type]
+
+
+def create_server(app: Chalice, config: Config, host: str, port: int) -> LocalDevServer:
+    """``chalice.local.create_local_server`` with unknown paths answered 404 in the API's shape."""
+    server = create_local_server(app, config, host, port)
+    server.server.RequestHandlerClass = functools.partial(_Handler, app_object=app, config=config)  # type: ignore[assignment]
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,14 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
 
-    from chalice.config import Config
-
-    from runtime.api.app import app
-
-    try:  # the API's own wrapper: unknown paths answer 404 in the API's error shape
-        from runtime.api.chalicelib.local import create_server
-    except ImportError:  # pragma: no cover - an API without it still serves through plain chalice.local
-        from chalice.local import create_local_server as create_server
+    from runtime.api.app import app  # reads its settings at import: only once asked to serve
 
     config = Config.create(chalice_stage="local", app_name=app.app_name, lambda_timeout=900)
     server = create_server(app, config, args.host, args.port)

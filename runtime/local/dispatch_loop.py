@@ -1,14 +1,15 @@
-"""The local dispatcher: the SQS event source and ECS, replaced by a loop and subprocesses.
+"""The local dispatcher: the SQS event source, the schedule and ECS, replaced by a loop and
+subprocesses around the same DispatcherService the Lambda handlers call.
 
-It long-polls the job queue and hands each message to the same core the Lambda uses
-(:func:`runtime.dispatcher.core.dispatch`) with a :class:`LocalProcessLauncher`, taking only
-as many messages as there are free worker slots. Handled messages are deleted; messages to
-retry are left to become visible again (and reach the DLQ after ``maxReceiveCount``). The
-DLQ is drained through :func:`core.fail_dead_letter`, and every worker that exits is passed
-to :func:`core.task_stopped`, so a crashed or killed worker leaves its job FAILED, not stuck.
-Every ``sweep_interval_seconds`` (60) the loop also runs the same sweeper as the scheduled
-Lambda (:func:`runtime.dispatcher.sweeper.sweep`): stale QUEUED jobs get their message again,
-lost workers' jobs end FAILED (TIMEOUT), stale PENDING uploads end UPLOADED or EXPIRED.
+The loop long-polls the job queue, taking only as many messages as there are free worker slots
+(:class:`~runtime.local.launcher.LocalProcessLauncher`), and hands them to
+:meth:`~runtime.dispatcher.service.DispatcherService.dispatch_batch`; handled messages are
+deleted, messages to retry are left to become visible again (and reach the DLQ after
+``maxReceiveCount``). The DLQ is drained through ``fail_dead_letters``, every worker that exits
+is passed to ``task_stopped``, so a crashed or killed worker leaves its job FAILED, not stuck,
+and every ``sweep_interval_seconds`` (60) the loop runs ``sweep`` as the scheduled Lambda does:
+stale QUEUED jobs get their message again, lost workers' jobs end FAILED (TIMEOUT), stale
+PENDING uploads end UPLOADED or EXPIRED.
 """
 
 from __future__ import annotations
@@ -24,17 +25,22 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from runtime.dispatcher import core
-from runtime.dispatcher.launchers import LOCAL_PREFIX, LocalProcessLauncher
-from runtime.dispatcher.sweeper import SweepConfig, SweepReport, s3_object_size, sqs_sender, sweep
-from runtime.shared import db as dbm
+from runtime.dispatcher.core import StoppedTask
+from runtime.dispatcher.service import DispatcherService
+from runtime.dispatcher.sweeper import SweepReport
+from runtime.local.launcher import DEFAULT_COMMAND, LOCAL_PREFIX, LocalProcessLauncher
+from runtime.local.processes import command_line
 from runtime.shared.aws import client
 from runtime.shared.messages import JobMessage
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.settings import Settings
+from runtime.shared.sqs import SqsQueue
 from runtime.shared.status import JobStatus
 
 log = logging.getLogger("transcodex.local.dispatcher")
+
+#: Database connections of the loop: dispatch, reaping and the sweeper share them.
+POOL_SIZE = 4
 
 
 def worker_command(log_path: Path, container: Sequence[str] = ()) -> tuple[str, ...]:
@@ -43,7 +49,7 @@ def worker_command(log_path: Path, container: Sequence[str] = ()) -> tuple[str, 
     ``container``: an argv that runs the worker image (runtime.local.images.container_worker_argv)
     instead of the worker module in this Python.
     """
-    worker = tuple(container) or (sys.executable, "-m", "runtime.worker", "--job-id", "{job_id}")
+    worker = tuple(container) or DEFAULT_COMMAND
     first = shutil.which(worker[0]) or worker[0]
     return (sys.executable, "-m", "runtime.local.worker_exec", str(log_path), first, *worker[1:])
 
@@ -59,11 +65,11 @@ class LocalDispatcher:
         worker_image: str | None = None,
     ) -> None:
         """``env`` is added to the workers' environment (the platform's TRANSCODEX_* settings);
-        the sweeper's TRANSCODEX_SWEEP_* thresholds are read from it (default: this process's).
-        ``worker_image``: run each worker inside that image (podman/docker) instead of as a module."""
+        the dispatcher's thresholds (TRANSCODEX_SWEEP_*, the claim timeout) are read from it
+        (default: this process's). ``worker_image``: run each worker inside that image
+        (podman/docker) instead of as a module."""
         self.settings = settings
         self.worker_image = worker_image
-        self.db = dbm.Database(dbm.database_url(settings), max_size=4)
         container: tuple[str, ...] = ()
         if worker_image:
             from runtime.local.images import container_worker_argv, engine_env
@@ -73,9 +79,17 @@ class LocalDispatcher:
         self.launcher = LocalProcessLauncher(
             max_workers=concurrency, command=worker_command(log_path, container), env=dict(env or {})
         )
-        self.sqs = client("sqs", settings)
-        self.s3 = client("s3", settings)
-        self.sweep_config = SweepConfig.from_env(settings, env if env is not None else os.environ)
+        self.service = DispatcherService.from_settings(
+            settings,
+            launcher=self.launcher,
+            queue=True,
+            storage=True,
+            pool_size=POOL_SIZE,
+            env=env if env is not None else os.environ,
+        )
+        assert self.service.queue is not None
+        self.queue: SqsQueue = self.service.queue
+        self.dlq = SqsQueue(client("sqs", settings), settings.dlq_url) if settings.dlq_url else None
         self.sweep_interval_seconds = sweep_interval_seconds
         self._next_sweep = time.monotonic()
         self._lock = threading.Lock()
@@ -87,19 +101,20 @@ class LocalDispatcher:
 
         moto's queue does not survive a restart, but the database does: QUEUED jobs (and claims
         with no worker) get a fresh message; jobs whose worker belonged to the previous run end
-        FAILED through the task-stopped core, after that worker is stopped if it is still alive.
+        FAILED through ``task_stopped``, after that worker is stopped if it is still alive.
         """
+        db = self.service.db
         requeued = failed = 0
-        with self.db.connection() as conn:
+        with db.connection() as conn:
             rows = jobs_repo.unfinished(conn)
         for row in rows:
             job_id, status, task_arn = str(row["id"]), JobStatus(row["status"]), row["task_arn"]
             if status is JobStatus.DISPATCHED and task_arn is None:
-                with self.db.connection() as conn:
+                with db.connection() as conn:
                     jobs_repo.transition(conn, job_id, JobStatus.QUEUED, from_statuses=[JobStatus.DISPATCHED])
                 status = JobStatus.QUEUED
             if status is JobStatus.QUEUED:
-                self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=JobMessage(job_id).to_body())
+                self.queue.send(JobMessage(job_id).to_body())
                 requeued += 1
                 continue
             if task_arn and task_arn.startswith(LOCAL_PREFIX):
@@ -109,13 +124,13 @@ class LocalDispatcher:
 
                 if remove_container(job_id):
                     log.warning("removed a worker container left by the previous run", extra={"job_id": job_id})
-            stopped = core.StoppedTask(
+            stopped = StoppedTask(
                 task_id=task_arn or "",
                 job_id=job_id,
                 stop_code="PlatformStopped",
                 stopped_reason="the local platform stopped while this job was running",
             )
-            if core.task_stopped(self.db, stopped) is not None:
+            if self.service.task_stopped(stopped) is not None:
                 failed += 1
         return {"requeued": requeued, "failed": failed}
 
@@ -139,13 +154,8 @@ class LocalDispatcher:
         return self.sweep()
 
     def sweep(self) -> SweepReport:
-        """One sweep, as the scheduled Lambda does on AWS (runtime.dispatcher.sweeper)."""
-        return sweep(
-            self.db,
-            self.sweep_config,
-            send_job=sqs_sender(self.sqs, self.settings.queue_url),
-            object_size=s3_object_size(self.s3, self.settings.input_bucket),
-        )
+        """One sweep, as the scheduled Lambda does on AWS."""
+        return self.service.sweep()
 
     def step(self, wait_seconds: int = 1) -> None:
         """One round: reap exited workers, take messages for free slots, drain the DLQ."""
@@ -160,43 +170,24 @@ class LocalDispatcher:
             self._drain_dlq()
 
     def _receive(self, count: int, wait_seconds: int) -> None:
-        response = self.sqs.receive_message(
-            QueueUrl=self.settings.queue_url,
-            MaxNumberOfMessages=count,
-            WaitTimeSeconds=wait_seconds,
-            AttributeNames=["ApproximateReceiveCount"],
-        )
-        for message in response.get("Messages", []):
-            try:
-                outcome = core.dispatch(self.db, self.launcher, message["Body"], message_id=message["MessageId"])
-            except Exception:
-                # Left on the queue: it comes back after the visibility timeout (or goes to the DLQ).
-                log.exception(
-                    "dispatch failed; the message will be retried", extra={"message_id": message["MessageId"]}
-                )
-                continue
-            if not outcome.retry:
-                self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        settled = self.service.dispatch_batch(self.queue.receive(count, wait_seconds))
+        # The others are left on the queue: they come back after the visibility timeout (or go to the DLQ).
+        for message in settled.handled:
+            self.queue.delete(message)
 
     def _drain_dlq(self) -> None:
-        if not self.settings.dlq_url:
+        if self.dlq is None:
             return
-        response = self.sqs.receive_message(QueueUrl=self.settings.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        for message in response.get("Messages", []):
-            try:
-                core.fail_dead_letter(self.db, message["Body"], message_id=message["MessageId"])
-            except Exception:
-                log.exception("dead letter not handled; will retry", extra={"message_id": message["MessageId"]})
-                continue
-            self.sqs.delete_message(QueueUrl=self.settings.dlq_url, ReceiptHandle=message["ReceiptHandle"])
+        for message in self.service.fail_dead_letters(self.dlq.receive(10, 0)).handled:
+            self.dlq.delete(message)
 
     def reap(self) -> list[str]:
-        """Apply the task-stopped core to every worker that exited; return their job ids."""
+        """Pass every worker that exited to ``task_stopped``; return their job ids."""
         jobs = []
         for finished in self.launcher.poll():
             jobs.append(finished.job_id)
             try:
-                core.task_stopped(self.db, finished.to_stopped_task())
+                self.service.task_stopped(finished.to_stopped_task())
             except Exception:
                 log.exception("could not settle a stopped worker", extra={"job_id": finished.job_id})
         return jobs
@@ -206,8 +197,8 @@ class LocalDispatcher:
         with self._lock:
             for finished in self.launcher.shutdown():
                 with contextlib.suppress(Exception):
-                    core.task_stopped(self.db, finished.to_stopped_task())
-            self.db.close()
+                    self.service.task_stopped(finished.to_stopped_task())
+            self.service.close()
 
 
 def _kill_orphan_worker(task_arn: str, job_id: str) -> None:
@@ -216,11 +207,8 @@ def _kill_orphan_worker(task_arn: str, job_id: str) -> None:
     if not pid_text.isdigit():
         return
     pid = int(pid_text)
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return
-    if b"runtime.worker" in cmdline and job_id.encode() in cmdline:
+    cmdline = " ".join(command_line(pid) or [])
+    if "runtime.worker" in cmdline and job_id in cmdline:
         log.warning("stopping a worker left by the previous run", extra={"job_id": job_id, "pid": pid})
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""Image jobs on one libvips pipeline: a registry of small operations applied in order.
+"""Image jobs on one libvips pipeline: each contract model's implementation, applied in order.
 
 libvips is lazy: each operation only adds a node to the pipeline and nothing is decoded until
 the final save, so a job of several operations decodes and encodes exactly once. The input
@@ -22,6 +22,7 @@ from runtime.shared.contract import (
     ConvertFormat,
     ForceResize,
     JobSpec,
+    OperationModel,
     Resize,
     Rotate,
     Thumbnail,
@@ -53,9 +54,9 @@ _LOADER_FORMATS = {
 #: a truncated file fails the job instead of silently becoming a half-grey image
 FAIL_ON = "truncated"
 #: operations that may open the file with ``thumbnail`` (shrink-on-load) when they come first
-_SHRINK_ON_LOAD = ("resize", "force-resize", "thumbnail")
+_SHRINK_ON_LOAD = (Resize, ForceResize, Thumbnail)
 #: operations that need random pixel access (they read the source out of order)
-_RANDOM_ACCESS = ("rotate",)
+_RANDOM_ACCESS = (Rotate,)
 
 
 @dataclass(frozen=True)
@@ -199,14 +200,15 @@ def op_thumbnail(image: pyvips.Image, p: Thumbnail, ctx: ImageContext) -> pyvips
     return image.thumbnail_image(p.width, height=height, size="down", crop="centre" if p.crop else "none")
 
 
-Operation = Callable[[pyvips.Image, Any, ImageContext], pyvips.Image]
-OPERATIONS: dict[str, Operation] = {
-    "resize": op_resize,
-    "force-resize": op_force_resize,
-    "rotate": op_rotate,
-    "convert-format": op_convert_format,
-    "watermark": op_watermark,
-    "thumbnail": op_thumbnail,
+ImageStep = Callable[[pyvips.Image, Any, ImageContext], pyvips.Image]
+#: contract model -> its implementation: one each (tests/worker/test_registry.py checks both ways)
+OPERATIONS: dict[type[OperationModel], ImageStep] = {
+    Resize: op_resize,
+    ForceResize: op_force_resize,
+    Rotate: op_rotate,
+    ConvertFormat: op_convert_format,
+    Watermark: op_watermark,
+    Thumbnail: op_thumbnail,
 }
 
 
@@ -218,11 +220,11 @@ def _rgba(colour: str) -> list[float]:
 # --- the pipeline ---------------------------------------------------------------------------
 
 
-def _open_with_thumbnail(path: Path, name: str, params: Any) -> pyvips.Image:
+def _open_with_thumbnail(path: Path, params: OperationModel) -> pyvips.Image:
     """Shrink-on-load for a leading size operation (it also applies EXIF orientation)."""
-    if name == "force-resize":
+    if isinstance(params, ForceResize):
         return pyvips.Image.thumbnail(str(path), params.width, height=params.height, size="force", fail_on=FAIL_ON)
-    if name == "resize":
+    if isinstance(params, Resize):
         return pyvips.Image.thumbnail(
             str(path),
             params.width or UNBOUNDED,
@@ -230,6 +232,7 @@ def _open_with_thumbnail(path: Path, name: str, params: Any) -> pyvips.Image:
             size="both" if params.upscale else "down",
             fail_on=FAIL_ON,
         )
+    assert isinstance(params, Thumbnail), params
     height = params.height or (params.width if params.crop else UNBOUNDED)
     return pyvips.Image.thumbnail(
         str(path), params.width, height=height, size="down", crop="centre" if params.crop else "none", fail_on=FAIL_ON
@@ -240,9 +243,9 @@ def build_pipeline(path: Path, spec: JobSpec, header: ImageHeader) -> tuple[pyvi
     """The lazy pipeline for ``spec``'s operations, in their declared order."""
     ops = list(spec.operations)
     ctx = ImageContext(header=header)
-    needs_random = any(op.name in _RANDOM_ACCESS for op in ops)
-    if ops and ops[0].name in _SHRINK_ON_LOAD:
-        image = _open_with_thumbnail(path, ops[0].name, ops[0].params)
+    needs_random = any(isinstance(op, _RANDOM_ACCESS) for op in ops)
+    if ops and isinstance(ops[0], _SHRINK_ON_LOAD):
+        image = _open_with_thumbnail(path, ops[0])
         ops = ops[1:]
         if needs_random:  # already small: materialise so rotation can read it out of order
             image = image.copy_memory()
@@ -250,7 +253,7 @@ def build_pipeline(path: Path, spec: JobSpec, header: ImageHeader) -> tuple[pyvi
         access = "random" if needs_random or header.orientation > 1 else "sequential"
         image = pyvips.Image.new_from_file(str(path), access=access, fail_on=FAIL_ON).autorot()
     for op in ops:
-        image = OPERATIONS[op.name](image, op.params, ctx)
+        image = OPERATIONS[type(op)](image, op, ctx)
     return image, ctx
 
 

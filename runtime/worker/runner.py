@@ -26,6 +26,7 @@ from runtime.shared.repo import uploads as uploads_repo
 from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import Settings
 from runtime.shared.status import TERMINAL, ErrorCode, JobStatus
+from runtime.worker import iframes, ladder_check
 from runtime.worker import image as image_ops
 from runtime.worker import video as video_ops
 from runtime.worker.errors import Cancelled, JobFailure, Stopped
@@ -196,8 +197,18 @@ def _process(
     if spec.job_type == JobType.IMAGE:
         result = image_ops.process_image(source, work, spec, settings.limits, stage, deadline)
         return [LocalOutput(result.path, result.path.name, OutputRole.IMAGE, result.mime, result.width, result.height)]
-    operations = [(op.name, op.params) for op in spec.operations]
-    return video_ops.process_video(source, work, operations, settings.limits, stage, deadline)
+    outputs = video_ops.process_video(source, work, spec.operations, settings.limits, stage, deadline)
+    return outputs + _finish_ladders(source, outputs, deadline)
+
+
+def _finish_ladders(source: Path, outputs: list[LocalOutput], deadline: float) -> list[LocalOutput]:
+    """Give every HLS ladder its I-frame playlists, then check it: a ladder that fails the check
+    raises JobFailure(PROCESSING_FAILED) here, so it is never published."""
+    added: list[LocalOutput] = []
+    for master in (o for o in outputs if o.role == OutputRole.HLS_MASTER):
+        added += iframes.add_iframe_playlists(master)
+        ladder_check.check_ladder(master.path, source, video_ops.available_cpus(), deadline)
+    return added
 
 
 def _publish(storage: S3Storage, job: dict[str, Any], outputs: list[LocalOutput]) -> None:

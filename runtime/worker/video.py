@@ -22,7 +22,7 @@ import math
 import os
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any
 import ffmpeg
 
 from runtime.shared import hls as playlists
-from runtime.shared.contract import Poster, Transcode, TranscodeResolution
+from runtime.shared.contract import OperationModel, Poster, Transcode, TranscodeResolution
 from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import Limits
 from runtime.shared.status import ErrorCode
@@ -858,37 +858,45 @@ def make_poster(
     return [LocalOutput(target, "poster.jpg", OutputRole.POSTER, "image/jpeg", image.width, image.height)]
 
 
-#: operation name -> (function, relative cost used to apportion progress per unit of duration)
-VIDEO_OPERATIONS: dict[str, tuple[Callable[..., list[LocalOutput]], float]] = {
-    "transcode": (transcode_hls, 10.0),
-    "transcode-resolution": (transcode_mp4, 4.0),
-    "poster": (make_poster, 0.2),
+@dataclass(frozen=True)
+class VideoStep:
+    """An operation's implementation and its relative cost, which apportions progress (per unit
+    of duration) among the job's operations."""
+
+    run: Callable[..., list[LocalOutput]]
+    cost: float
+
+
+#: contract model -> its implementation: one each (tests/worker/test_registry.py checks both ways)
+VIDEO_OPERATIONS: dict[type[OperationModel], VideoStep] = {
+    Transcode: VideoStep(transcode_hls, 10.0),
+    TranscodeResolution: VideoStep(transcode_mp4, 4.0),
+    Poster: VideoStep(make_poster, 0.2),
 }
 
 
 def process_video(
     source: Path,
     work: Path,
-    operations: list[tuple[str, Any]],
+    operations: Sequence[OperationModel],
     limits: Limits,
     progress: Progress | None = None,
     deadline: float | None = None,
 ) -> list[LocalOutput]:
-    """Probe, check limits, then run each operation; progress is spread by relative cost."""
+    """Probe, check limits, then run each operation in order; progress is spread by cost."""
     info = probe(source)
     check_limits(info, limits)
-    weights = [VIDEO_OPERATIONS[name][1] for name, _ in operations]
-    total = sum(weights) or 1.0
+    steps = [VIDEO_OPERATIONS[type(op)] for op in operations]
+    total = sum(step.cost for step in steps) or 1.0
     outputs: list[LocalOutput] = []
     done = 0.0
-    for (name, params), weight in zip(operations, weights, strict=True):
-        fn = VIDEO_OPERATIONS[name][0]
+    for op, step in zip(operations, steps, strict=True):
         base = done
 
-        def hook(fraction: float, base: float = base, weight: float = weight) -> None:
+        def hook(fraction: float, base: float = base, weight: float = step.cost) -> None:
             if progress is not None:
                 progress((base + weight * fraction) / total)
 
-        outputs += fn(source, work, info, params, hook, deadline)
-        done += weight
+        outputs += step.run(source, work, info, op, hook, deadline)
+        done += step.cost
     return outputs

@@ -117,7 +117,7 @@ def api_server() -> Iterator[str]:
 
     from chalice.config import Config
 
-    from runtime.api.chalicelib.local import create_server
+    from runtime.local.api_server import create_server
     from runtime.local.postgres import free_port
 
     port = free_port()

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from runtime.api.chalicelib import tokens
+from runtime.api.chalicelib import playback, tokens
 from runtime.shared.aws import client as aws_client
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.repo import outputs as outputs_repo
@@ -295,3 +295,45 @@ def test_given_a_ladder_with_two_audio_renditions_when_played_over_http_then_bot
         timeout=60,
     )
     assert decode.returncode == 0 and not decode.stderr.strip(), decode.stderr
+
+
+@pytest.mark.parametrize("segment_type", ["ts", "fmp4"])
+def test_given_a_ladder_with_iframe_playlists_when_played_then_they_are_served_with_byte_ranged_presigned_segments(
+    alice: Caller, settings: Any, db: Any, tmp_path: Path, segment_type: str
+) -> None:
+    """Trick play through playback: the master's EXT-X-I-FRAME-STREAM-INF URIs go to the variant
+    route, which keeps every EXT-X-BYTERANGE and presigns the segments (and EXT-X-MAP); a ranged
+    GET on a presigned URL returns exactly the keyframe's bytes."""
+    import m3u8
+
+    from runtime.worker.iframes import add_iframe_playlists
+    from runtime.worker.outputs import LocalOutput
+    from tests.worker.ladders import worker_ladder
+
+    clip = make_video(tmp_path / "clip.mp4", 4, 640, 360)
+    master_path = worker_ladder(clip, tmp_path / "work", segment_type, renditions=(360,))
+    add_iframe_playlists(LocalOutput(master_path, "hls/master.m3u8", None, "application/vnd.apple.mpegurl"))
+    root = master_path.parent
+    files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    job_id = _finished_hls_job(alice, settings, db, files)
+    playback_url = alice.call("GET", f"/media/download/{job_id}").json_body["playback_url"]
+    master = m3u8.loads(alice.http.get(_path(playback_url)).body.decode())
+    [iframe] = master.iframe_playlists
+    number = playback._master_uris(files["master.m3u8"].decode()).index("360p/iframes.m3u8")  # after audio, video
+    assert urlparse(iframe.uri).path == f"/media/playback/{job_id}/{number}/index.m3u8" and "token=" in iframe.uri
+    assert iframe.iframe_stream_info.resolution == (640, 360)
+    served = alice.http.get(_path(iframe.uri))
+    assert served.status_code == 200
+    playlist = m3u8.loads(served.body.decode())
+    stored = m3u8.loads(files["360p/iframes.m3u8"].decode())
+    assert playlist.is_i_frames_only and len(playlist.segments) == len(stored.segments) == 2
+    if segment_type == "fmp4":
+        init_url = playlist.segment_map[0].uri
+        assert "X-Amz-Signature" in init_url
+        assert requests.get(init_url, timeout=30).content == files[f"360p/{stored.segment_map[0].uri}"]
+    for entry, original in zip(playlist.segments, stored.segments, strict=True):
+        assert entry.byterange == original.byterange and "X-Amz-Signature" in entry.uri
+        length, offset = (int(v) for v in str(entry.byterange).split("@"))
+        ranged = requests.get(entry.uri, headers={"Range": f"bytes={offset}-{offset + length - 1}"}, timeout=30)
+        assert ranged.status_code == 206
+        assert ranged.content == files[f"360p/{original.uri}"][offset : offset + length]

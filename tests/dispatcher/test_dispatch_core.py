@@ -12,7 +12,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from runtime.dispatcher.core import Outcome, dispatch
-from runtime.dispatcher.launchers import EcsConfig, EcsLauncher, LaunchRequest, LocalProcessLauncher
+from runtime.dispatcher.launchers import EcsConfig, EcsLauncher, LaunchRequest
+from runtime.local.launcher import LocalProcessLauncher
 from runtime.shared import aws
 from runtime.shared import db as dbm
 from runtime.shared.repo import jobs as jobs_repo

@@ -10,13 +10,8 @@ from typing import Any
 import pytest
 
 from runtime.dispatcher.core import Outcome, dispatch, task_stopped
-from runtime.dispatcher.launchers import (
-    DEFAULT_COMMAND,
-    Launcher,
-    LaunchError,
-    LaunchRequest,
-    LocalProcessLauncher,
-)
+from runtime.dispatcher.launchers import Launcher, LaunchError, LaunchRequest
+from runtime.local.launcher import DEFAULT_COMMAND, LocalProcessLauncher
 from runtime.shared import db as dbm
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.status import ErrorCode, JobStatus

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from runtime.dispatcher import handler
-from runtime.dispatcher.launchers import LocalProcessLauncher
+from runtime.local.launcher import LocalProcessLauncher
 from runtime.shared import db as dbm
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.status import JobStatus
@@ -140,7 +140,7 @@ def test_given_a_batch_larger_than_free_capacity_when_handled_then_only_the_over
     lambda_env: Any, db: dbm.Database, make_job: Any, queue: Any
 ) -> None:
     launcher = LocalProcessLauncher(max_workers=1, command=["sleep", "30"])
-    handler.runtime().launcher = launcher
+    handler.service("dispatcher").launcher = launcher
     jobs = [make_job(), make_job()]
     queue.send(*(body_for(j) for j in jobs))
     messages = queue.receive(expect=2)

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from runtime.dispatcher import handler
-from runtime.dispatcher.sweeper import SweepConfig, s3_object_size, sqs_sender, sweep
+from runtime.dispatcher.sweeper import SweepConfig, s3_object_size, sweep
 from runtime.shared import db as dbm
 from runtime.shared.aws import client
 from runtime.shared.messages import parse_message
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.repo import uploads as uploads_repo
 from runtime.shared.settings import ConfigError, Settings
+from runtime.shared.sqs import SqsQueue
 from runtime.shared.status import ErrorCode, JobStatus
 from tests.dispatcher.conftest import get_job
 from tests.factories import insert_upload, insert_user
@@ -48,7 +49,7 @@ class Recorder:
         self.s3 = client("s3", settings)
         self.sent: list[str] = []
         self.heads: list[str] = []
-        self._send = sqs_sender(self.sqs, settings.queue_url)
+        self._send = SqsQueue(self.sqs, settings.queue_url).send
         self._size = s3_object_size(self.s3, settings.input_bucket)
 
     def send_job(self, body: str) -> None:
@@ -377,7 +378,7 @@ def test_given_bad_thresholds_when_config_from_env_then_every_problem_is_named(s
 
 
 def test_given_defaults_when_config_from_env_then_upload_ttl_is_the_apis_and_wall_time_the_settings() -> None:
-    from runtime.api.chalicelib.media import UPLOAD_URL_TTL_SECONDS
+    from runtime.api.chalicelib.uploads import UPLOAD_URL_TTL_SECONDS
     from runtime.shared.settings import load_settings
 
     config = SweepConfig.from_env(load_settings({"TRANSCODEX_WORKER_TIMEOUT_SECONDS": "120"}), {})

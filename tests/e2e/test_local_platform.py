@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ import pytest
 import requests
 
 from runtime.local.client import ApiError, Client, Credentials, job_id_of
+from runtime.local.processes import command_line
 from tests.e2e.platform_proc import RunningPlatform, owned_processes, start_platform
 from tests.media import ffprobe, make_image, make_multi_audio, make_video
 
@@ -41,16 +41,6 @@ pytestmark = [
 
 IMAGE_OPS = {"ROTATE": "180", "WATERMARK": "e2e", "FORCE-RESIZE": "100x400"}
 LADDER_OPS = [{"op": "transcode", "renditions": ["360p", "240p"], "segment_seconds": 2}, {"op": "poster"}]
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Any:
-    """Our own folder, not pytest's numbered tmp (a concurrent pytest session may prune those)."""
-    folder = Path(tempfile.mkdtemp(prefix="transcodex-e2e-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -146,34 +136,36 @@ NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
 BROWSER_MISSING = shutil.which("chromium") is None or not (NODE_MODULES / "playwright-core").is_dir()
 
 
-def play_in_browser(page_html: str, folder: Path, seconds: int = 40) -> dict[str, Any]:
-    """Serve ``page_html`` (with hls.js beside it) from another origin than the API, open it in
-    headless Chromium and return its ``window.result``."""
+def play_in_browser(page: str, site: Path, seconds: int = 40) -> Any:
+    """Serve ``page`` with hls.js from its own origin (not the API's) and run it in headless
+    Chromium until it sets ``window.result.t >= 1.5`` (or ``done``, when the page has that
+    field); the finished node process."""
     import functools
     import http.server
     import subprocess
 
-    site = folder / "site"
     site.mkdir()
     shutil.copy(NODE_MODULES / "hls.js" / "dist" / "hls.min.js", site / "hls.min.js")
-    (site / "index.html").write_text(page_html)
+    (site / "index.html").write_text(page)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        page = f"http://127.0.0.1:{server.server_address[1]}/index.html"
-        run = subprocess.run(
-            ["node", str(Path(__file__).with_name("browser_play.js")), page, str(seconds)],
+        return subprocess.run(
+            [
+                "node",
+                str(Path(__file__).with_name("browser_play.js")),
+                f"http://127.0.0.1:{server.server_address[1]}/index.html",
+                str(seconds),
+            ],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=seconds + 80,
             env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
         )
     finally:
         server.shutdown()
-    assert run.returncode == 0, run.stderr
-    result: dict[str, Any] = json.loads(run.stdout)
-    return result
+        server.server_close()
 
 
 @pytest.mark.skipif(BROWSER_MISSING, reason="needs Debian's chromium and `npm ci` (make setup installs both)")
@@ -184,11 +176,67 @@ def test_given_a_finished_ladder_when_a_browser_player_loads_the_playback_url_th
     out. hls.js in headless Chromium, the page served from another origin than the API."""
     final, _ = run_to_end(client, media["clip"], LADDER_OPS, tmp_path / "out")
     playback = client.download_info(job_id_of(final))["playback_url"]
-    result = play_in_browser(PLAYER_PAGE.replace("PLAYBACK_URL", json.dumps(playback)), tmp_path)
+    run = play_in_browser(PLAYER_PAGE.replace("PLAYBACK_URL", json.dumps(playback)), tmp_path / "site")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
     assert sorted(result["levels"]) == [240, 360], result
     assert not [e for e in result["errors"] if e["fatal"]], result
     assert result["t"] >= 1.5, result  # the clip is 2 s: it actually played
     assert result["h"] in (240, 360), result
+
+
+TRICK_PLAY_PAGE = """<!doctype html><html><body>
+<video id="v" muted playsinline></video><video id="trick" muted playsinline></video>
+<script src="hls.min.js"></script><script>
+const v = document.getElementById("v"), trick = document.getElementById("trick");
+window.result = {levels: [], iframes: [], errors: [], trickErrors: [], shown: [], t: 0};
+const hls = new Hls();
+hls.on(Hls.Events.ERROR, (_, d) => window.result.errors.push({details: d.details, fatal: d.fatal}));
+hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
+  window.result.levels = d.levels.map(l => l.height);
+  window.result.iframes = hls.iframeVariants.map(l => l.height);
+  v.play();
+  setTimeout(scrub, 0);  // hls.js's I-frame controller reads the manifest after these listeners
+});
+function scrub() {
+  const player = hls.createIFramePlayer();
+  if (!player) return;
+  player.on(Hls.Events.ERROR, (_, e) => window.result.trickErrors.push({details: e.details, fatal: e.fatal}));
+  player.on(Hls.Events.FRAG_BUFFERED, (_, e) => window.result.shown.push(e.frag.start));
+  player.on(Hls.Events.MEDIA_ATTACHED, () => {
+    player.loadMediaAt(0.5);
+    setTimeout(() => player.loadMediaAt(2.5), 1500);
+  });
+  player.attachMedia(trick);
+}
+hls.loadSource(PLAYBACK_URL); hls.attachMedia(v);
+// t is reported once the I-frame player has shown both scrub positions (browser_play.js waits on it).
+setInterval(() => Object.assign(window.result, {
+  t: window.result.shown.length >= 2 ? v.currentTime : 0,
+  trickSize: [trick.videoWidth, trick.videoHeight], trickTime: trick.currentTime}), 100);
+</script></body></html>"""
+
+
+@pytest.mark.skipif(BROWSER_MISSING, reason="needs Debian's chromium and `npm ci` (make setup installs both)")
+@pytest.mark.parametrize("segment_type", ["ts", "fmp4"])
+def test_given_a_finished_ladder_when_hls_js_scrubs_with_its_iframe_playlists_then_it_shows_keyframes(
+    client: Client, tmp_path: Path, segment_type: str
+) -> None:
+    """Trick play through the API's URLs: hls.js lists the I-frame variants of the master, and
+    its I-frame player (createIFramePlayer) fetches byte ranges of the presigned segments and
+    renders a keyframe at each of two scrub positions, while the main player plays."""
+    clip = make_video(tmp_path / "clip.mp4", seconds=4, width=640, height=360)
+    ops = [{"op": "transcode", "renditions": ["360p", "240p"], "segment_seconds": 2, "segment_type": segment_type}]
+    final, _ = run_to_end(client, clip, ops, tmp_path / "out")
+    playback = client.download_info(job_id_of(final))["playback_url"]
+    run = play_in_browser(TRICK_PLAY_PAGE.replace("PLAYBACK_URL", json.dumps(playback)), tmp_path / "site")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert sorted(result["iframes"]) == [240, 360], result
+    assert not [e for e in result["errors"] + result["trickErrors"] if e["fatal"]], result
+    assert sorted(result["shown"])[:1] == [0] and max(result["shown"]) == pytest.approx(2.0, abs=0.1), result
+    assert result["trickSize"][1] in (240, 360), result  # a picture was decoded, not just fetched
+    assert result["t"] >= 1.5, result
 
 
 #: Plays, and once playing switches to the audio track it did not start with; ``done`` when it
@@ -228,7 +276,9 @@ def test_given_a_two_language_upload_when_played_in_a_browser_then_the_audio_tra
     source = make_multi_audio(tmp_path / "two_languages.mkv", seconds=6)
     final, _ = run_to_end(client, source, [{"op": "transcode", "segment_seconds": 2}], tmp_path / "out")
     playback = client.download_info(job_id_of(final))["playback_url"]
-    result = play_in_browser(SWITCHING_PAGE.replace("PLAYBACK_URL", json.dumps(playback)), tmp_path)
+    run = play_in_browser(SWITCHING_PAGE.replace("PLAYBACK_URL", json.dumps(playback)), tmp_path / "site")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
     assert result["done"], result
     assert not [e for e in result["errors"] if e["fatal"]], result
     assert [(t["lang"], t["name"], t["default"]) for t in result["tracks"]] == [
@@ -343,7 +393,7 @@ def test_given_a_running_video_job_when_its_worker_is_killed_then_the_job_ends_f
         time.sleep(0.05)
     pid = _worker_pid(platform.state, job_id)
     assert pid is not None
-    assert b"runtime.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert "runtime.worker" in " ".join(command_line(pid) or [])
 
     os.killpg(pid, signal.SIGKILL)  # the whole worker (and its ffmpeg), as an OOM kill would
     final = client.wait(job_id, timeout_s=60, interval_s=0.2)

@@ -7,6 +7,7 @@ Lambda's limits: 250 MB unzipped, 50 MB zipped (direct upload).
 
 from __future__ import annotations
 
+import ast
 import http.server
 import json
 import re
@@ -25,6 +26,7 @@ from constructs_lib._lambda import LAMBDA_RUNTIME
 from runtime.local import images
 from stacks.app import create_app
 from tests.dispatcher import conftest as dispatcher_fixtures
+from tests.import_graph import imported_names, module_names
 
 # One xdist worker runs every test that drives podman (these and tests/e2e's image test): two
 # podman processes building and running at once on one storage contend for its locks.
@@ -120,6 +122,36 @@ def test_given_each_bundle_when_inspected_then_handler_and_dependencies_for_the_
         assert not missing, f"{bundle['id']}: requirements not installed: {missing}"
         extensions = [p.name for p in folder.rglob("*.so") if "cpython-" in p.name]
         assert extensions and all(tag in name for name in extensions), (bundle["id"], extensions[:5])
+
+
+#: What only the local platform runs, none of which may ship to Lambda: its own package, chalice's
+#: local server (which the local HTTP wrapper leans on), and starting processes on the machine
+#: (the local launcher's workers).
+LOCAL_ONLY = ("runtime.local", "chalice.local", "subprocess")
+
+
+def _local_only(name: str) -> str | None:
+    """The LOCAL_ONLY entry ``name`` is or is inside, if any."""
+    return next((prefix for prefix in LOCAL_ONLY if name == prefix or name.startswith(prefix + ".")), None)
+
+
+def test_given_each_bundle_when_its_runtime_modules_are_read_then_none_is_local_only(
+    bundles: list[dict[str, Any]],
+) -> None:
+    for folder in sorted({b["dir"] for b in bundles}):
+        modules = module_names(folder / "runtime")
+        offenders = sorted(
+            {
+                f"{name} imports {_local_only(target)}"
+                for name, path in modules.items()
+                for target in imported_names(ast.parse(path.read_text()), name, path.name == "__init__.py")
+                if _local_only(target)
+            }
+        )
+
+        assert "runtime.shared.db" in modules and len(modules) > 10, folder  # the scan saw the bundle
+        assert [name for name in modules if _local_only(name)] == [], folder
+        assert offenders == [], f"{folder.name}: local-only code in a Lambda bundle: {offenders}"
 
 
 def test_given_each_bundle_when_measured_then_within_lambda_size_limits(bundles: list[dict[str, Any]]) -> None:
@@ -307,7 +339,7 @@ def test_given_a_running_job_when_its_task_stopped_event_arrives_under_the_runti
     make_job: Any, queue: Any, tmp_path: Path,
 ) -> None:  # fmt: skip
     from runtime.dispatcher import handler
-    from runtime.shared import db as dbm
+    from runtime.shared.repo import jobs as jobs_repo
     from runtime.shared.status import ErrorCode, JobStatus
     from tests.dispatcher.conftest import body_for, cluster_tasks, get_job, settings_env, stopped_event
 
@@ -316,7 +348,7 @@ def test_given_a_running_job_when_its_task_stopped_event_arrives_under_the_runti
     assert handler.handle_sqs(queue.event(queue.receive(expect=1)), None) == {"batchItemFailures": []}
     [run] = cluster_tasks(ecs, ecs_settings)
     with db.connection() as conn:
-        assert dbm.transition(conn, str(job["id"]), JobStatus.RUNNING) is not None
+        assert jobs_repo.transition(conn, str(job["id"]), JobStatus.RUNNING) is not None
     event = stopped_event(
         run, stopCode="EssentialContainerExited", stoppedReason="Essential container in task exited",
         containers=[{"name": "worker", "lastStatus": "STOPPED", "exitCode": 2}],
@@ -364,8 +396,9 @@ def test_given_dead_letters_and_a_running_task_when_they_arrive_under_the_runtim
 def test_given_stale_rows_when_the_scheduled_event_arrives_under_the_runtimes_python_then_the_sweeper_settles_them(
     bundles: list[dict[str, Any]], lambda_python: str, settings: Any, db: Any, tmp_path: Path
 ) -> None:
-    from runtime.shared import db as dbm
     from runtime.shared.aws import client
+    from runtime.shared.repo import jobs as jobs_repo
+    from runtime.shared.repo import uploads as uploads_repo
     from runtime.shared.status import ErrorCode, JobStatus
     from tests.dispatcher.conftest import get_job
     from tests.factories import insert_job, insert_upload, insert_user
@@ -374,7 +407,7 @@ def test_given_stale_rows_when_the_scheduled_event_arrives_under_the_runtimes_py
         user_id = insert_user(conn)
         arrived, abandoned = insert_upload(conn, user_id), insert_upload(conn, user_id)
         lost = insert_job(conn, user_id=user_id)
-        dbm.transition(conn, str(lost["id"]), JobStatus.RUNNING)
+        jobs_repo.transition(conn, str(lost["id"]), JobStatus.RUNNING)
         # a day old: past the URL lifetime and grace, past the worker's wall time and grace
         conn.execute("UPDATE uploads SET created_at = now() - interval '1 day' WHERE id = ANY(%s)",
                      ([arrived["id"], abandoned["id"]],))  # fmt: skip
@@ -400,7 +433,7 @@ def test_given_stale_rows_when_the_scheduled_event_arrives_under_the_runtimes_py
     stored = get_job(db, lost["id"])
     assert (stored["status"], stored["error_code"]) == (JobStatus.FAILED, ErrorCode.TIMEOUT)
     with db.connection() as conn:
-        settled = {u["id"]: dbm.get_upload(conn, str(u["id"])) for u in (arrived, abandoned)}
+        settled = {u["id"]: uploads_repo.get(conn, str(u["id"])) for u in (arrived, abandoned)}
     assert (settled[arrived["id"]]["status"], settled[arrived["id"]]["size_bytes"]) == ("UPLOADED", 321)
     assert settled[abandoned["id"]]["status"] == "EXPIRED"
 

@@ -340,7 +340,7 @@ def test_given_default_props_when_synth_then_rotation_starts_after_the_migration
 def test_given_default_props_when_synth_then_the_claim_timeout_is_between_timeout_and_visibility(
     synth: Synth,
 ) -> None:
-    from runtime.dispatcher.handler import CLAIM_TIMEOUT_ENV
+    from runtime.dispatcher.service import CLAIM_TIMEOUT_ENV
 
     (queue,) = (v for k, v in synth.resources("AWS::SQS::Queue").items() if "DeadLetter" not in k)
     visibility = queue["Properties"]["VisibilityTimeout"]

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from runtime.shared.contract import (
     DEFAULT_LADDER,
+    IMAGE_MODELS,
+    MAX_OPERATIONS,
+    REGISTRY,
+    VIDEO_MODELS,
     ContractError,
     ConvertFormat,
     ForceResize,
@@ -20,16 +27,19 @@ from runtime.shared.contract import (
     Transcode,
     TranscodeResolution,
     Watermark,
+    lookup,
     parse_job,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_given_seed_object_form_when_parsed_then_operations_keep_key_order() -> None:
     spec = parse_job("IMAGE", {"ROTATE": "180", "WATERMARK": "bruh", "FORCE-RESIZE": "100x400"})
-    assert [op.name for op in spec.operations] == ["rotate", "watermark", "force-resize"]
-    assert spec.operations[0].params == Rotate(angle=180.0)
-    assert spec.operations[1].params == Watermark(text="bruh")
-    assert spec.operations[2].params == ForceResize(width=100, height=400)
+    assert [op.op for op in spec.operations] == ["rotate", "watermark", "force-resize"]
+    assert spec.operations[0] == Rotate(angle=180.0)
+    assert spec.operations[1] == Watermark(text="bruh")
+    assert spec.operations[2] == ForceResize(width=100, height=400)
 
 
 def test_given_list_form_when_parsed_then_equals_seed_form() -> None:
@@ -55,15 +65,15 @@ def test_given_list_form_when_parsed_then_equals_seed_form() -> None:
             [{"op": "watermark", "text": "© me", "position": "center", "opacity": 0.3, "size": 0.1}],
             Watermark(text="© me", position="center", opacity=0.3, size=0.1),
         ),
-        ([{"op": "thumbnail", "width": 200, "height": 200, "crop": True}], Thumbnail(200, 200, True)),
-        ({"GENERATE-THUMBNAIL": "150x100"}, Thumbnail(150, 100)),
-        ({"THUMBNAIL": "150"}, Thumbnail(150)),
+        ([{"op": "thumbnail", "width": 200, "height": 200, "crop": True}], Thumbnail(width=200, height=200, crop=True)),
+        ({"GENERATE-THUMBNAIL": "150x100"}, Thumbnail(width=150, height=100)),
+        ({"THUMBNAIL": "150"}, Thumbnail(width=150)),
         ({"resize": "x300"}, Resize(height=300)),
     ],
 )
 def test_given_valid_image_operation_when_parsed_then_typed_params(operations: Any, expected: object) -> None:
     spec = parse_job("IMAGE", operations)
-    assert spec.operations[0].params == expected
+    assert spec.operations[0] == expected
 
 
 @pytest.mark.parametrize(
@@ -85,7 +95,7 @@ def test_given_valid_image_operation_when_parsed_then_typed_params(operations: A
 )
 def test_given_valid_video_operation_when_parsed_then_typed_params(operations: Any, expected: object) -> None:
     spec = parse_job("VIDEO", operations)
-    assert spec.operations[0].params == expected
+    assert spec.operations[0] == expected
     assert DEFAULT_LADDER == (2160, 1440, 1080, 720, 480, 360)
 
 
@@ -177,5 +187,103 @@ def test_given_a_spec_when_round_tripped_through_json_then_it_is_equal_and_immut
         {"op": "poster", "at_seconds": 3.0},
     ]
     assert parse_job("VIDEO", stored) == spec
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        spec.operations[0].params.segment_seconds = 2  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        spec.operations[0].segment_seconds = 2  # type: ignore[misc]
+
+
+PROBLEM_KEYS = {"message", "operation", "index", "field", "received", "allowed"}
+
+
+@pytest.mark.parametrize(("job_type", "operations", "field", "fragment"), BAD_INPUTS)
+def test_given_bad_input_when_reported_then_problems_keep_the_contract_shape_not_pydantics(
+    job_type: str, operations: Any, field: str, fragment: str
+) -> None:
+    with pytest.raises(ContractError) as caught:
+        parse_job(job_type, operations)
+    for problem in caught.value.details()["problems"]:
+        assert set(problem) <= PROBLEM_KEYS, problem
+        assert "Input should" not in problem["message"] and "pydantic" not in problem["message"].lower()
+
+
+def test_given_one_operation_with_several_bad_fields_when_parsed_then_each_field_is_named() -> None:
+    with pytest.raises(ContractError) as caught:
+        parse_job("IMAGE", [{"op": "resize", "width": 0, "height": "tall"}, {"op": "force-resize"}])
+    named = [(p.index, p.field, p.received, p.allowed) for p in caught.value.problems]
+    assert named == [
+        (0, "width", 0, "1..16384"),
+        (0, "height", "tall", "an integer from 1 to 16384"),
+        (1, "width", None, "an integer from 1 to 16384"),
+        (1, "height", None, "an integer from 1 to 16384"),
+    ]
+
+
+def test_given_more_operations_than_the_limit_when_parsed_then_only_the_count_is_reported() -> None:
+    with pytest.raises(ContractError) as listed:
+        parse_job("IMAGE", [{"op": "sharpen", "radius": -1}] * (MAX_OPERATIONS + 1))
+    with pytest.raises(ContractError) as seeded:
+        parse_job("IMAGE", {f"BLUR{n}": "x" for n in range(MAX_OPERATIONS + 1)})
+    for caught in (listed, seeded):
+        (problem,) = caught.value.problems
+        assert (problem.field, problem.received) == ("operations", MAX_OPERATIONS + 1)
+        assert f"at most {MAX_OPERATIONS} operations" in problem.message
+    assert len(parse_job("IMAGE", [{"op": "rotate", "angle": 90}] * MAX_OPERATIONS).operations) == MAX_OPERATIONS
+
+
+@pytest.mark.parametrize(
+    ("operations", "field"),
+    [
+        ([{"op": None}], "op"),  # was read as a job of no operations
+        ([{"op": "rotate", "angle": 90, "background": "#ffffff\n"}], "background"),  # crashed the worker
+    ],
+)
+def test_given_bodies_that_were_let_through_by_mistake_when_parsed_then_they_are_refused(
+    operations: Any, field: str
+) -> None:
+    with pytest.raises(ContractError) as caught:
+        parse_job("IMAGE", operations)
+    assert [p.field for p in caught.value.problems] == [field]
+
+
+@pytest.mark.parametrize(
+    ("operations", "expected"),
+    [
+        ([{"op": "rotate", "angle": None}], Rotate(angle=0.0)),
+        ([{"op": "resize", "width": None, "height": "300"}], Resize(height=300)),
+        ([{"op": "watermark", "text": "hi", "opacity": None, "position": None}], Watermark(text="hi")),
+        ([{"op": "GENERATE_THUMBNAIL", "width": "64"}], Thumbnail(width=64)),
+        ({"transcode": 1}, Transcode()),
+        ([{"op": "transcode-resolution", "resolution": " uhd "}], TranscodeResolution(height=2160)),
+    ],
+)
+def test_given_the_seeds_lenient_values_when_parsed_then_they_keep_their_meaning(
+    operations: Any, expected: object
+) -> None:
+    job_type = "VIDEO" if isinstance(expected, Transcode | TranscodeResolution) else "IMAGE"
+    assert parse_job(job_type, operations).operations == (expected,)
+
+
+def test_given_resolution_and_a_size_when_parsed_then_refused_naming_resolution() -> None:
+    with pytest.raises(ContractError) as caught:
+        parse_job("VIDEO", [{"op": "transcode-resolution", "resolution": "720p", "height": 720}])
+    (problem,) = caught.value.problems
+    assert (problem.field, problem.received, problem.allowed) == ("resolution", "720p", "resolution or width/height")
+
+
+def test_given_the_registry_when_looked_up_then_names_aliases_and_seed_parsers_resolve() -> None:
+    assert lookup(" Generate_Thumbnail ") is Thumbnail and lookup("generate-poster") is Poster
+    assert lookup("blur") is None and lookup(42) is None
+    assert Thumbnail.seed("150x100") == {"width": 150, "height": 100}
+    assert set(REGISTRY) == {model.op_name() for model in (*IMAGE_MODELS, *VIDEO_MODELS)}
+    assert all(model.job_type is JobType.IMAGE for model in IMAGE_MODELS)
+    assert all(model.job_type is JobType.VIDEO for model in VIDEO_MODELS)
+
+
+def test_given_the_dispatchers_handlers_when_imported_then_neither_the_contract_nor_pydantic_loads() -> None:
+    """The dispatcher's bundle has no pydantic: it must not need the contract."""
+    code = (
+        "import sys, runtime.dispatcher.handler, runtime.dispatcher.migrate, runtime.dispatcher.sweeper; "
+        "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'runtime.shared.contract'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -11,18 +11,12 @@ from runtime.shared.contract import parse_job
 from runtime.shared.settings import Limits
 from runtime.shared.status import ErrorCode
 from runtime.worker.errors import Cancelled, JobFailure
-from runtime.worker.image import OPERATIONS, process_image, read_header
+from runtime.worker.image import process_image, read_header
 from tests.media import make_exif_oriented_jpeg, make_image, make_png_claiming
 
 
 def run(source: Path, tmp_path: Path, operations: object, limits: Limits | None = None, **kw: object):
     return process_image(source, tmp_path, parse_job("IMAGE", operations), limits or Limits(), **kw)
-
-
-def test_given_every_contract_image_operation_when_registry_checked_then_each_has_a_function() -> None:
-    from runtime.shared.contract import REGISTRY, JobType
-
-    assert set(OPERATIONS) == {name for name, spec in REGISTRY.items() if spec.job_type == JobType.IMAGE}
 
 
 def test_given_rotate_then_force_resize_when_processed_then_differs_from_the_reverse_order(

@@ -164,7 +164,7 @@ def test_given_hdr_hevc_when_transcoded_then_tone_mapped_sdr_bt709_8bit(tmp_path
     source = make_hdr(tmp_path / "hdr.mp4", transfer)
     assert probe(source).hdr == ("pq" if transfer == "smpte2084" else "hlg")
     sdr = make_video(tmp_path / "sdr.mp4", 1, 320, 180, audio=False)  # the picture the HDR clip was made from
-    _, streams = _ladder(source, tmp_path, renditions=(180,))
+    _, streams = _ladder(source, tmp_path, renditions=(240,))  # one rung, at the source's 320x180
     _assert_sdr_709(streams["180p"])
     # Tone mapped, not merely re-tagged: the HDR code values shown as SDR are washed out (their
     # contrast is about half the picture's); the tone-mapped rendition gets most of it back.
@@ -191,8 +191,8 @@ def test_given_sdr_sources_when_transcoded_then_they_keep_or_gain_bt709_tags(tmp
 def test_given_two_audio_tracks_when_transcoded_then_one_shared_group_with_languages_and_one_default(
     tmp_path: Path,
 ) -> None:
-    source = make_multi_audio(tmp_path / "film.mkv")
-    master, streams = _ladder(source, tmp_path, renditions=(180, 144), segment_seconds=1)
+    source = make_multi_audio(tmp_path / "film.mkv", width=640, height=360)
+    master, streams = _ladder(source, tmp_path, renditions=(360, 240), segment_seconds=2)
     assert [(a.uri, a.language, a.name, a.default, a.autoselect) for a in master.audio] == [
         ("audio_0/index.m3u8", "en", "English", False, True),
         ("audio_1/index.m3u8", "fr", "Commentaire", True, True),  # the track the file flags default
@@ -223,10 +223,10 @@ def test_given_an_audio_only_file_when_a_video_job_runs_then_a_clear_error(tmp_p
 def test_given_a_variable_frame_rate_clip_when_transcoded_then_constant_rate_and_aligned_segments(
     tmp_path: Path,
 ) -> None:
-    source = make_vfr(tmp_path / "phone.mp4", seconds=3)
+    source = make_vfr(tmp_path / "phone.mp4", seconds=4, width=640, height=360)
     gaps = {round(b - a, 3) for a, b in itertools.pairwise(packet_times(source))}
     assert len(gaps) > 3  # the source's frame intervals vary
-    master, _ = _ladder(source, tmp_path, renditions=(180, 144), segment_seconds=1)
+    master, _ = _ladder(source, tmp_path, renditions=(360, 240), segment_seconds=2)
     [rate] = {v.frame_rate for v in master.variants}
     assert rate in (30, 29.97)  # the average (about 30) snapped to a standard rate
     durations = []

@@ -1,10 +1,16 @@
 """JSON Schemas of request bodies (used to validate them AND published in /openapi.json, so
-the document cannot drift from what the API accepts) and of the main responses."""
+the document cannot drift from what the API accepts) and of the main responses.
+
+The one exception is a job's ``operations``: their schema is the job contract's (generated from
+its operation models), published here, while the contract itself checks them, so that a bad
+operation is answered 422 INVALID_JOB naming its operation, index and field.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from runtime.shared.contract import operation_schema, operations_schema
 from runtime.shared.status import JobStatus, UploadStatus
 
 NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
@@ -87,14 +93,18 @@ COMPLETE_UPLOAD = obj(
     }
 )
 
-PROCESS = obj(
-    {
-        "job_type": {"type": "string", "maxLength": 16},
-        "upload_id": {"type": "string", "maxLength": 64},
-        # The seed's object ({"ROTATE": "180"}) or a list of {"op": ...}; the job contract
-        # validates every operation and field.
-        "operations": {"anyOf": [{"type": "object"}, {"type": "array", "maxItems": 50}]},
-    },
+#: The operation models' schemas, which OPERATIONS refers to (``components/schemas`` of /openapi.json).
+OPERATIONS, COMPONENTS = operations_schema("#/components/schemas/{model}")
+
+_PROCESS_FIELDS: dict[str, Any] = {
+    "job_type": {"type": "string", "maxLength": 16},
+    "upload_id": {"type": "string", "maxLength": 64},
+}
+#: Published: the operations as the job contract types them, in the list or the seed's object form.
+PROCESS = obj({**_PROCESS_FIELDS, "operations": OPERATIONS}, ["job_type", "upload_id", "operations"])
+#: Validated by the view: the same body with the operations left to the job contract.
+PROCESS_ENVELOPE = obj(
+    {**_PROCESS_FIELDS, "operations": {"anyOf": [{"type": "object"}, {"type": "array"}]}},
     ["job_type", "upload_id", "operations"],
 )
 
@@ -196,7 +206,7 @@ JOB = {
         "media_id": UUID,
         "upload_id": UUID,
         "job_type": {"type": "string", "enum": ["IMAGE", "VIDEO"]},
-        "operations": {"type": "array", "items": {"type": "object"}},
+        "operations": {"type": "array", "items": operation_schema("#/components/schemas/{model}")},
         "status": {"type": "string", "enum": [s.value for s in JobStatus]},
         "progress": {"type": "integer", "minimum": 0, "maximum": 100},
         "error": {"type": "object", "nullable": True},
