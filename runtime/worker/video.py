@@ -502,7 +502,7 @@ def plan_ladder(width: int, height: int, heights: tuple[int, ...], fps: float = 
     short, long_ = min(width, height), max(width, height)
     rungs: list[Rung] = []
     for p in sorted(set(heights), reverse=True):
-        box_long = _even(p * BOX_ASPECT)
+        box_long = _even(float(p * BOX_ASPECT))
         if short < p and long_ < box_long:
             continue
         fit_short, fit_long = _fit(short, long_, min(1.0, p / short, box_long / long_), p, box_long)
