@@ -46,8 +46,6 @@ def playback_url(deps: Deps, base: str, user_id: str, job_id: str) -> str:
     return f"{base}{playback_path(job_id)}?token={quote(token, safe='')}"
 
 
-
-
 def _resolve(job_prefix: str, playlist_key: str, uri: str) -> str | None:
     """The object key a relative URI names, if it stays inside the job's output folder."""
     path = uri.split("?", 1)[0].split("#", 1)[0]
