@@ -44,7 +44,7 @@ from runtime.worker.video import (
 
 SEED_SIZES = ((640, 360), (1280, 720), (1920, 1080), (2560, 1440))
 #: the clip: 1080p30 with grain like a phone's sensor in indoor light, at a phone's bitrate
-SOURCE_FILTER = "testsrc2=size=1920x1080:rate=30,noise=c0s=10:c1s=4:c2s=4:allf=t"
+SOURCE_FILTER = "testsrc2=size=1920x1080:rate=30,noise=c0s=10:c1s=4:c2s=4:allf=t:all_seed=13"
 SOURCE_BITRATE = "16M"
 
 
