@@ -18,7 +18,6 @@ Python version and the platform (``$TRANSCODEX_CACHE_DIR``, default
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -30,13 +29,13 @@ import jsii
 from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
+from runtime.shared.settings import tool_settings
+
 #: Lambda architecture name -> the manylinux platform tags of its wheels (Amazon Linux 2023: glibc 2.34).
 PLATFORM_TAGS = {
     "x86_64": ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64"),
     "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64"),
 }
-#: An image to bundle in instead of the runtime's SAM build image (same Python, pip on PATH).
-BUNDLING_IMAGE_ENV = "TRANSCODEX_BUNDLING_IMAGE"
 #: The Docker fallback's command (the CDK mounts the source at /asset-input, the bundle at /asset-output).
 DOCKER_COMMAND = (
     "bash",
@@ -50,10 +49,7 @@ def _say(message: str) -> None:
 
 
 def deps_cache_dir() -> Path:
-    base = os.environ.get("TRANSCODEX_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "transcodex"
-    )
-    return Path(base) / "lambda-deps"
+    return tool_settings().cache_dir / "lambda-deps"
 
 
 def python_version(runtime: lambda_.Runtime) -> str:
@@ -120,7 +116,7 @@ class PipLocalBundling:
         return cached
 
     def try_bundle(self, output_dir: str, *args: Any, **kwargs: Any) -> bool:
-        if os.environ.get("TRANSCODEX_BUNDLING") == "docker":
+        if tool_settings().docker_bundling:
             return False
         deps = self._dependencies()
         if deps is None:
@@ -134,12 +130,11 @@ def bundled_code(
     source: Path, runtime: lambda_.Runtime, architecture: lambda_.Architecture = lambda_.Architecture.X86_64
 ) -> lambda_.Code:
     """The function's code: ``source`` plus its requirements, bundled locally or in the SAM image."""
+    image = tool_settings().bundling_image
     return lambda_.Code.from_asset(
         str(source),
         bundling=BundlingOptions(
-            image=DockerImage.from_registry(os.environ[BUNDLING_IMAGE_ENV])
-            if os.environ.get(BUNDLING_IMAGE_ENV)
-            else runtime.bundling_image,
+            image=DockerImage.from_registry(image) if image else runtime.bundling_image,
             command=list(DOCKER_COMMAND),
             platform=f"linux/{'amd64' if architecture.name == 'x86_64' else 'arm64'}",
             local=PipLocalBundling(source, runtime, architecture),

@@ -11,6 +11,7 @@ from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from constructs_lib import TranscodexPlatformProps
+from runtime.shared.settings import tool_settings
 from stacks.transcodex_stack import TranscodexStack
 
 #: Set to 1 to synthesize without Docker: Lambda bundles then lack their dependencies,
@@ -32,10 +33,8 @@ FEATURE_FLAGS: dict[str, Any] = {
 
 
 def skip_bundling_requested(environ: Mapping[str, str] | None = None) -> bool:
-    value = (os.environ if environ is None else environ).get(SKIP_BUNDLING_ENV, "")
-    if value not in ("", "0", "1"):
-        raise ValueError(f"{SKIP_BUNDLING_ENV} must be 1 or 0, got {value!r}")
-    return value == "1"
+    """$TRANSCODEX_SKIP_BUNDLING is 1 (ConfigError, a ValueError, when neither 1 nor 0)."""
+    return tool_settings(environ).skip_bundling
 
 
 def apply_policy_checks(app: App) -> None:

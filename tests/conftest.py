@@ -140,11 +140,12 @@ def s3_endpoint(seaweed: object) -> str:
 
 
 @pytest.fixture()
-def settings(database_url: str, moto_endpoint: str, s3_endpoint: str, db: object) -> object:
-    """Settings for one test: fresh buckets (SeaweedFS) and queues (moto, DLQ wired), the migrated DB."""
+def settings(database_url: str, moto_endpoint: str, s3_endpoint: str, db: object) -> Iterator[object]:
+    """Settings for one test: fresh buckets (SeaweedFS) and queues (moto, DLQ wired), the migrated DB.
+    The buckets are deleted afterwards, so the session's server holds only the volumes in use."""
     import uuid
 
-    from runtime.local.seaweed import provision_buckets, provision_queues
+    from runtime.local.seaweed import delete_buckets, provision_buckets, provision_queues
     from runtime.shared.aws import client
     from runtime.shared.settings import load_settings
 
@@ -163,8 +164,11 @@ def settings(database_url: str, moto_endpoint: str, s3_endpoint: str, db: object
         "TRANSCODEX_ECS_SECURITY_GROUPS": "sg-12345678",
     }
     base = load_settings(env)
-    provision_buckets(client("s3", base), [env["TRANSCODEX_INPUT_BUCKET"], env["TRANSCODEX_OUTPUT_BUCKET"]], cors=None)
+    s3 = client("s3", base)
+    buckets = [env["TRANSCODEX_INPUT_BUCKET"], env["TRANSCODEX_OUTPUT_BUCKET"]]
+    provision_buckets(s3, buckets, cors=None)
     queue_url, dlq_url = provision_queues(client("sqs", base), f"jobs-{suffix}", f"dlq-{suffix}", max_receive_count=3)
     env["TRANSCODEX_QUEUE_URL"] = queue_url
     env["TRANSCODEX_DLQ_URL"] = dlq_url
-    return load_settings(env, ["database", "storage", "queue", "auth", "ecs"])
+    yield load_settings(env, ["database", "storage", "queue", "auth", "ecs"])
+    delete_buckets(s3, buckets)

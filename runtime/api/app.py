@@ -1,8 +1,11 @@
-"""TranscodeX API: the Chalice app. Views are thin: parse, call chalicelib, map the result.
+"""TranscodeX API: the Chalice app. Views are thin: call chalicelib, shape the answer.
 
-Importing this module needs no environment and no network (dependencies are built on the
-first request), and ``app.routes`` is complete at import: the CDK app reads it at synth to
-generate the REST API, one resource per route (no ``{proxy+}``).
+Each route declares its auth, parameters and body; the route wrapper (chalicelib/routing.py)
+authenticates and validates from those declarations and hands the view its ``principal``,
+path ids, parameters and ``body``. Importing this module needs no environment and no network
+(dependencies are built on the first request), and ``app.routes`` is complete at import:
+``make runtime-interface`` copies it into constructs_lib/runtime_interface.json, from which
+synth generates the REST API, one resource per route (no ``{proxy+}``).
 """
 
 from __future__ import annotations
@@ -11,23 +14,17 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from runtime.api.chalicelib import accounts, deps, media, playback, schemas, tokens
+from runtime.api.chalicelib import accounts, auth, deps, jobs, playback, schemas, tokens, uploads
 from runtime.api.chalicelib.accounts import Principal
-from runtime.api.chalicelib.errors import ApiError, json_response
-from runtime.api.chalicelib.requests import (
-    base_url,
-    client_ip,
-    header,
-    json_body,
-    parse_id,
-    query,
-    user_agent,
-)
-from runtime.api.chalicelib.routing import Api, QueryParam, pending_cookie
+from runtime.api.chalicelib.domain import Unauthenticated
+from runtime.api.chalicelib.errors import json_response
+from runtime.api.chalicelib.requests import HeaderParam, QueryParam, base_url, client_ip, user_agent
+from runtime.api.chalicelib.routing import Api
 from runtime.shared import aws
+from runtime.shared.status import JobStatus
 
 app = Chalice(app_name="transcodex-api")
-api = Api(app)
+api = Api(app, deps.get)
 api.install_middleware()
 
 
@@ -43,17 +40,6 @@ E = schemas.ERROR
 
 def _request() -> Any:
     return app.current_request
-
-
-def _auth(*, session: bool = True, api_key: bool = False) -> Principal:
-    principal = accounts.authenticate(deps.get(), _request(), session=session, api_key=api_key)
-    if principal.set_cookie:
-        pending_cookie.set(principal.set_cookie)
-    return principal
-
-
-def _media_auth() -> Principal:
-    return _auth(session=True, api_key=True)
 
 
 def _base() -> str:
@@ -97,8 +83,7 @@ for _area in ("users", "sessions", "apikeys"):
     auth="media",
     responses={200: ("ok", schemas.HEALTH)},
 )
-def media_health() -> Response:
-    _media_auth()
+def media_health(principal: Principal) -> Response:
     return json_response(200, {"status": "ok", "area": "media"})
 
 
@@ -126,8 +111,7 @@ def openapi_document() -> Response:
     body=schemas.CREATE_USER,
     responses={201: ("created", schemas.USER), 409: ("email or username taken", E)},
 )
-def create_user() -> Response:
-    body = json_body(_request(), schemas.CREATE_USER)
+def create_user(body: dict[str, Any]) -> Response:
     user = accounts.create_user(deps.get(), body["name"], body["username"], body["email"], body["password"])
     return json_response(201, user)
 
@@ -140,8 +124,7 @@ def create_user() -> Response:
     auth="session",
     responses={200: ("deleted", schemas.MESSAGE)},
 )
-def delete_user() -> Response:
-    principal = _auth()
+def delete_user(principal: Principal) -> Response:
     accounts.delete_user(deps.get(), principal.user_id)
     return json_response(200, {"message": "user deleted"}, {"Set-Cookie": accounts.clear_cookie()})
 
@@ -162,9 +145,8 @@ def delete_user() -> Response:
         429: ("too many failed logins lately", E),
     },
 )
-def create_session() -> Response:
+def create_session(body: dict[str, Any]) -> Response:
     request = _request()
-    body = json_body(request, schemas.CREATE_SESSION)
     d = deps.get()
     issued = accounts.login(d, body["email"], body["password"], user_agent(request), client_ip(request))
     return json_response(
@@ -184,12 +166,10 @@ def create_session() -> Response:
     body_required=False,
     responses={200: ("new tokens", schemas.TOKENS), 401: ("invalid, revoked or reused refresh token", E)},
 )
-def refresh_session() -> Response:
-    request = _request()
-    body = json_body(request, schemas.REFRESH_SESSION, required=False)
-    token = body.get("refresh_token") or accounts.cookie_tokens(request)[1]
+def refresh_session(body: dict[str, Any]) -> Response:
+    token = body.get("refresh_token") or auth.cookie_tokens(_request())[1]
     if not token:
-        raise ApiError(401, "UNAUTHENTICATED", "send refresh_token in the body or the authorization cookie")
+        raise Unauthenticated("UNAUTHENTICATED", "send refresh_token in the body or the authorization cookie")
     d = deps.get()
     issued = accounts.refresh(d, token)
     return json_response(
@@ -207,8 +187,8 @@ def refresh_session() -> Response:
     auth="session",
     responses={200: ("the session", schemas.SESSION)},
 )
-def current_session() -> Response:
-    return json_response(200, accounts.get_session(deps.get(), _auth()))
+def current_session(principal: Principal) -> Response:
+    return json_response(200, accounts.get_session(deps.get(), principal))
 
 
 @api.route(
@@ -219,8 +199,8 @@ def current_session() -> Response:
     auth="session",
     responses={200: ("sessions", {"type": "array", "items": schemas.SESSION})},
 )
-def all_sessions() -> Response:
-    return json_response(200, accounts.list_sessions(deps.get(), _auth()))
+def all_sessions(principal: Principal) -> Response:
+    return json_response(200, accounts.list_sessions(deps.get(), principal))
 
 
 @api.route(
@@ -231,8 +211,8 @@ def all_sessions() -> Response:
     auth="session",
     responses={200: ("logged out", schemas.MESSAGE)},
 )
-def delete_session() -> Response:
-    accounts.revoke_session(deps.get(), _auth())
+def delete_session(principal: Principal) -> Response:
+    accounts.revoke_session(deps.get(), principal)
     return json_response(
         200, {"message": "successfully logged out of this session"}, {"Set-Cookie": accounts.clear_cookie()}
     )
@@ -246,8 +226,8 @@ def delete_session() -> Response:
     auth="session",
     responses={200: ("logged out", schemas.MESSAGE)},
 )
-def delete_all_sessions() -> Response:
-    revoked = accounts.revoke_all_sessions(deps.get(), _auth())
+def delete_all_sessions(principal: Principal) -> Response:
+    revoked = accounts.revoke_all_sessions(deps.get(), principal)
     return json_response(
         200,
         {"message": "successfully logged out of all sessions for this user", "revoked": revoked},
@@ -268,9 +248,7 @@ def delete_all_sessions() -> Response:
     body_required=False,
     responses={200: ("the new key, with its secret", schemas.API_KEY), 409: ("too many active keys", E)},
 )
-def create_api_key() -> Response:
-    principal = _auth()
-    body = json_body(_request(), schemas.CREATE_API_KEY, required=False)
+def create_api_key(principal: Principal, body: dict[str, Any]) -> Response:
     key = accounts.create_api_key(
         deps.get(), principal.user_id, body.get("name", "default"), body.get("expires_in_days")
     )
@@ -286,8 +264,8 @@ def create_api_key() -> Response:
     auth="session",
     responses={200: ("keys", {"type": "object", "properties": {"keys": {"type": "array", "items": schemas.API_KEY}}})},
 )
-def list_api_keys() -> Response:
-    return json_response(200, {"keys": accounts.list_api_keys(deps.get(), _auth().user_id)})
+def list_api_keys(principal: Principal) -> Response:
+    return json_response(200, {"keys": accounts.list_api_keys(deps.get(), principal.user_id)})
 
 
 @api.route(
@@ -295,15 +273,21 @@ def list_api_keys() -> Response:
     "DELETE",
     summary="Revoke the key sent in x-api-key (the seed's route)",
     tag="apikeys",
-    auth="session+key",
+    auth="session",
+    params=(
+        HeaderParam(
+            "x-api-key",
+            {"type": "string", "minLength": 1},
+            "the key to revoke (the caller authenticates with a session)",
+            required=True,
+            code="API_KEY_HEADER_REQUIRED",
+            message="send the key to revoke in the x-api-key header",
+        ),
+    ),
     responses={200: ("revoked", schemas.MESSAGE), 404: ("no such active key", E)},
 )
-def revoke_api_key_by_header() -> Response:
-    principal = _auth()
-    key = header(_request(), "x-api-key")
-    if not key:
-        raise ApiError(400, "API_KEY_HEADER_REQUIRED", "send the key to revoke in the x-api-key header")
-    revoked = accounts.revoke_api_key(deps.get(), principal.user_id, key=key)
+def revoke_api_key_by_header(principal: Principal, x_api_key: str) -> Response:
+    revoked = accounts.revoke_api_key(deps.get(), principal.user_id, key=x_api_key)
     return json_response(200, {"message": "successfully revoked the api key", "key": revoked})
 
 
@@ -315,9 +299,8 @@ def revoke_api_key_by_header() -> Response:
     auth="session",
     responses={200: ("revoked", schemas.MESSAGE), 404: ("no such active key", E)},
 )
-def revoke_api_key(key_id: str) -> Response:
-    principal = _auth()
-    revoked = accounts.revoke_api_key(deps.get(), principal.user_id, key_id=parse_id(key_id, "key_id"))
+def revoke_api_key(principal: Principal, key_id: str) -> Response:
+    revoked = accounts.revoke_api_key(deps.get(), principal.user_id, key_id=key_id)
     return json_response(200, {"message": "successfully revoked the api key", "key": revoked})
 
 
@@ -337,10 +320,8 @@ def revoke_api_key(key_id: str) -> Response:
         422: ("unsupported mime type", E),
     },
 )
-def create_upload() -> Response:
-    principal = _media_auth()
-    body = json_body(_request(), schemas.CREATE_UPLOAD)
-    return json_response(201, media.create_upload(deps.get(), principal, body))
+def create_upload(principal: Principal, body: dict[str, Any]) -> Response:
+    return json_response(201, uploads.create(deps.get(), principal, body))
 
 
 @api.route(
@@ -358,10 +339,8 @@ def create_upload() -> Response:
         413: ("file over the limit", E),
     },
 )
-def complete_upload(upload_id: str) -> Response:
-    principal = _media_auth()
-    body = json_body(_request(), schemas.COMPLETE_UPLOAD, required=False)
-    return json_response(200, media.complete_upload(deps.get(), principal, parse_id(upload_id, "upload_id"), body))
+def complete_upload(principal: Principal, upload_id: str, body: dict[str, Any]) -> Response:
+    return json_response(200, uploads.complete(deps.get(), principal, upload_id, body))
 
 
 @api.route(
@@ -372,9 +351,8 @@ def complete_upload(upload_id: str) -> Response:
     auth="media",
     responses={200: ("aborted", schemas.UPLOAD), 404: ("not your upload", E)},
 )
-def abort_upload(upload_id: str) -> Response:
-    principal = _media_auth()
-    return json_response(200, media.abort_upload(deps.get(), principal, parse_id(upload_id, "upload_id")))
+def abort_upload(principal: Principal, upload_id: str) -> Response:
+    return json_response(200, uploads.abort(deps.get(), principal, upload_id))
 
 
 # --- jobs -----------------------------------------------------------------------------------
@@ -386,7 +364,17 @@ def abort_upload(upload_id: str) -> Response:
     summary="Process an upload; Idempotency-Key makes retries safe",
     tag="media",
     auth="media",
-    body=schemas.PROCESS,
+    body=schemas.PROCESS_ENVELOPE,
+    published_body=schemas.PROCESS,
+    params=(
+        HeaderParam(
+            "Idempotency-Key",
+            {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[\x21-\x7e]+$"},
+            "a retried request with the same key returns the same job",
+            code="INVALID_IDEMPOTENCY_KEY",
+            message="Idempotency-Key must be 1-255 printable ASCII characters",
+        ),
+    ),
     responses={
         201: ("job queued", schemas.JOB),
         200: ("the job of an earlier request with this key", schemas.JOB),
@@ -397,16 +385,10 @@ def abort_upload(upload_id: str) -> Response:
         503: ("queue unavailable; the job was marked FAILED", E),
     },
 )
-def process() -> Response:
-    principal = _media_auth()
-    request = _request()
-    key = header(request, "idempotency-key")
-    if key is not None and (len(key) > 255 or any(not 0x21 <= ord(c) <= 0x7E for c in key)):
-        raise ApiError(400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-255 printable ASCII characters")
-    body = json_body(request, schemas.PROCESS_ENVELOPE)
-    job, created = media.process(deps.get(), principal, body, key)
+def process(principal: Principal, body: dict[str, Any], idempotency_key: str | None) -> Response:
+    job, created = jobs.process(deps.get(), principal, body, idempotency_key)
     headers = {} if created else {"Idempotent-Replayed": "true"}
-    return json_response(201 if created else 200, media.job_body(job), headers)
+    return json_response(201 if created else 200, jobs.public_job(job), headers)
 
 
 @api.route(
@@ -417,9 +399,8 @@ def process() -> Response:
     auth="media",
     responses={200: ("the job", schemas.JOB), 404: ("not your job", E)},
 )
-def job_status(job_id: str) -> Response:
-    principal = _media_auth()
-    return json_response(200, media.job_body(media.owned_job(deps.get(), principal, parse_id(job_id, "job_id"))))
+def job_status(principal: Principal, job_id: str) -> Response:
+    return json_response(200, jobs.public_job(jobs.owned(deps.get(), principal, job_id)))
 
 
 @api.route(
@@ -430,12 +411,10 @@ def job_status(job_id: str) -> Response:
     auth="media",
     responses={200: ("outputs", schemas.DOWNLOAD), 404: ("not your job", E), 409: ("not finished", E)},
 )
-def download(job_id: str) -> Response:
-    principal = _media_auth()
+def download(principal: Principal, job_id: str) -> Response:
     d = deps.get()
-    ident = parse_id(job_id, "job_id")
-    url = playback.playback_url(d, _base(), principal.user_id, ident)
-    return json_response(200, media.download(d, principal, ident, url))
+    url = playback.playback_url(d, _base(), principal.user_id, job_id)
+    return json_response(200, jobs.download(d, principal, job_id, url))
 
 
 @api.route(
@@ -444,19 +423,27 @@ def download(job_id: str) -> Response:
     summary="The caller's jobs, newest first (keyset pagination)",
     tag="media",
     auth="media",
-    query=(
-        QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size (20)"),
+    params=(
+        QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100}, f"page size ({jobs.DEFAULT_PAGE_SIZE})"),
         QueryParam(
             "status",
-            {"type": "string", "enum": ["QUEUED", "DISPATCHED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]},
+            {"type": "string", "enum": [s.value for s in JobStatus]},
+            "only jobs in this status (case-insensitive)",
+            normalise=str.upper,
         ),
-        QueryParam("cursor", {"type": "string", "maxLength": 200}, "next_cursor of the previous page"),
+        QueryParam(
+            "cursor",
+            {"type": "string", "maxLength": 200},
+            "next_cursor of the previous page",
+            code="INVALID_CURSOR",
+            message="cursor is not one this API returned",
+        ),
     ),
+    strict_query=True,
     responses={200: ("a page of jobs", schemas.JOB_LIST)},
 )
-def list_jobs() -> Response:
-    principal = _media_auth()
-    return json_response(200, media.list_jobs(deps.get(), principal, query(_request())))
+def list_jobs(principal: Principal, limit: int | None, status: str | None, cursor: str | None) -> Response:
+    return json_response(200, jobs.page(deps.get(), principal, limit, status, cursor))
 
 
 @api.route(
@@ -467,9 +454,8 @@ def list_jobs() -> Response:
     auth="media",
     responses={200: ("cancelled", schemas.JOB), 404: ("not your job", E), 409: ("already finished", E)},
 )
-def cancel_job(job_id: str) -> Response:
-    principal = _media_auth()
-    return json_response(200, media.job_body(media.cancel(deps.get(), principal, parse_id(job_id, "job_id"))))
+def cancel_job(principal: Principal, job_id: str) -> Response:
+    return json_response(200, jobs.public_job(jobs.cancel(deps.get(), principal, job_id)))
 
 
 # --- HLS playback ---------------------------------------------------------------------------
@@ -491,20 +477,13 @@ def _playlist(text: str) -> Response:
     )
 
 
-def _playback_user(job_id: str) -> tuple[str, str]:
-    request = _request()
-    token = query(request).get("token")
-    principal = None if token else _auth(session=True, api_key=True)
-    return playback.authorise(deps.get(), job_id, token, principal), token or ""
-
-
 @api.route(
     "/media/playback/{job_id}/master.m3u8",
     "GET",
     summary="HLS master playlist; variant URIs point back here",
     tag="playback",
     auth="playback",
-    query=_TOKEN,
+    params=_TOKEN,
     content_type=playback.CONTENT_TYPE,
     responses={
         200: ("master playlist", _PLAYLIST),
@@ -512,13 +491,11 @@ def _playback_user(job_id: str) -> tuple[str, str]:
         409: ("not finished", E),
     },
 )
-def playback_master(job_id: str) -> Response:
-    ident = parse_id(job_id, "job_id")
-    user_id, token = _playback_user(ident)
+def playback_master(principal: Principal, job_id: str) -> Response:
     d = deps.get()
     # Called with credentials instead of a token: variant URLs still need one (players send no headers).
-    token = token or tokens.playback_token(user_id, ident, d.jwt_secret)
-    return _playlist(playback.master(d, user_id, ident, _base(), token))
+    token = principal.playback_token or tokens.playback_token(principal.user_id, job_id, d.jwt_secret)
+    return _playlist(playback.master(d, principal.user_id, job_id, _base(), token))
 
 
 @api.route(
@@ -527,11 +504,9 @@ def playback_master(job_id: str) -> Response:
     summary="HLS variant playlist with presigned segment URLs",
     tag="playback",
     auth="playback",
-    query=_TOKEN,
+    params=_TOKEN,
     content_type=playback.CONTENT_TYPE,
     responses={200: ("variant playlist", _PLAYLIST), 404: ("not your job, or no such variant", E)},
 )
-def playback_variant(job_id: str, variant: str) -> Response:
-    ident = parse_id(job_id, "job_id")
-    user_id, _token = _playback_user(ident)
-    return _playlist(playback.variant(deps.get(), user_id, ident, variant))
+def playback_variant(principal: Principal, job_id: str, variant: str) -> Response:
+    return _playlist(playback.variant(deps.get(), principal.user_id, job_id, variant))

@@ -24,14 +24,14 @@ from runtime.dispatcher.sweeper import ObjectSize, SweepConfig, SweepReport, s3_
 from runtime.shared import aws
 from runtime.shared.db import Database, Row, open_database
 from runtime.shared.log import bind
-from runtime.shared.settings import ConfigError, Settings
+from runtime.shared.settings import DISPATCH_CLAIM_TIMEOUT_ENV, ConfigError, Settings
 from runtime.shared.sqs import QueueMessage, SqsQueue
 
 log = logging.getLogger(__name__)
 
 #: Seconds after which a claim with no task recorded is taken over (see repo.jobs.reclaim_stale_claim);
 #: constructs_lib.dispatcher sets it above the function timeout and below the queue's visibility.
-CLAIM_TIMEOUT_ENV = "TRANSCODEX_DISPATCH_CLAIM_TIMEOUT_SECONDS"
+CLAIM_TIMEOUT_ENV = DISPATCH_CLAIM_TIMEOUT_ENV
 #: Time kept in hand per invocation: one RunTask with botocore's throttling retries fits in it.
 RESERVE_MS = 15_000
 
@@ -51,10 +51,10 @@ class DispatcherConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None) -> DispatcherConfig:
-        """The claim timeout and ``TRANSCODEX_SWEEP_*`` from ``env`` (default: this process's)."""
+        """The claim timeout from ``settings``; ``TRANSCODEX_SWEEP_*`` from ``env`` (default: this process's)."""
         env = os.environ if env is None else env
         return cls(
-            claim_timeout_seconds=float(env.get(CLAIM_TIMEOUT_ENV) or core.DEFAULT_CLAIM_TIMEOUT_SECONDS),
+            claim_timeout_seconds=float(settings.dispatch_claim_timeout_seconds or core.DEFAULT_CLAIM_TIMEOUT_SECONDS),
             container_name=settings.ecs_container_name,
             sweep=SweepConfig.from_env(settings, env),
         )

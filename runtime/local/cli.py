@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from runtime.local.client import (
     media_type_of,
     resolve_api_url,
 )
+from runtime.shared.settings import tool_settings
 
 
 def parse_op(text: str) -> dict[str, Any]:
@@ -76,8 +76,9 @@ def check_operations(job_type: str, operations: Any) -> None:
 def _password(args: argparse.Namespace, confirm: bool = False) -> str:
     if getattr(args, "password", None):
         return str(args.password)
-    if os.environ.get("TRANSCODEX_PASSWORD"):
-        return os.environ["TRANSCODEX_PASSWORD"]
+    password = tool_settings().password
+    if password:
+        return password
     if not sys.stdin.isatty():
         raise ApiError(
             0, "PASSWORD_REQUIRED", "no password: pass --password, set TRANSCODEX_PASSWORD or use a terminal"
@@ -258,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--worker-image",
         metavar="IMAGE",
-        default=os.environ.get("TRANSCODEX_LOCAL_WORKER_IMAGE") or None,
+        default=tool_settings().local_worker_image,
         help="run workers inside this image with podman (`build`: build runtime/worker/Dockerfile first;"
         " default: $TRANSCODEX_LOCAL_WORKER_IMAGE, else workers run in this Python)",
     )

@@ -24,8 +24,11 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from runtime.shared import keys
+from runtime.shared.settings import tool_settings
+from runtime.shared.status import TERMINAL, OutputRole
+
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 CHUNK = 256 * 1024
 
 
@@ -53,11 +56,7 @@ class ApiError(Exception):
 
 
 def config_path() -> Path:
-    override = os.environ.get("TRANSCODEX_CONFIG")
-    if override:
-        return Path(override).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "transcodex" / "config.json"
+    return tool_settings().config_path
 
 
 @dataclass
@@ -106,7 +105,7 @@ class CliConfig:
 
 def resolve_api_url(flag: str | None, config: CliConfig) -> str:
     """Flag > $TRANSCODEX_API_URL > config file > http://127.0.0.1:8000."""
-    url = flag or os.environ.get("TRANSCODEX_API_URL") or config.api_url or DEFAULT_API_URL
+    url = flag or tool_settings().api_url or config.api_url or DEFAULT_API_URL
     return url.rstrip("/")
 
 
@@ -186,7 +185,7 @@ class Client:
     # --- plumbing ------------------------------------------------------------------------------
 
     def _auth_headers(self) -> dict[str, str]:
-        env_key = os.environ.get("TRANSCODEX_API_KEY")
+        env_key = tool_settings().api_key
         if env_key:
             return {"x-api-key": env_key}
         if self.creds.access_token:
@@ -223,7 +222,7 @@ class Client:
                 and auth
                 and attempt == 1
                 and self.creds.refresh_token
-                and not os.environ.get("TRANSCODEX_API_KEY")
+                and not tool_settings().api_key
                 and self._refresh()
             ):
                 continue
@@ -404,7 +403,7 @@ class Client:
                     dest = self._save(url, target, _relative_name(output, job_id), bar)
                     saved.append(dest)
                     output["path"] = dest
-            masters = [o for o in _outputs(info) if o.get("role") == "hls-master" and o.get("path")]
+            masters = [o for o in _outputs(info) if o.get("role") == OutputRole.HLS_MASTER and o.get("path")]
             if masters and info.get("playback_url"):
                 saved += self._download_segments(str(info["playback_url"]), masters[0]["path"], target, bar)
             bar.set_postfix_str(f"{len(saved)} files")
@@ -489,12 +488,14 @@ def _uris(playlist: str) -> list[str]:
 
 
 def _relative_name(output: dict[str, Any], job_id: str) -> str:
-    """``output/{user}/{job}/hls/720p/seg.ts`` -> ``hls/720p/seg.ts``."""
-    key = str(output.get("key") or output.get("object_key") or output.get("name") or "output")
-    marker = f"/{job_id}/"
-    if marker in key:
-        key = key.split(marker, 1)[1]
-    return key.lstrip("/") or "output"
+    """Where an output is saved in the job's folder: the ``name`` the API gives it (the key
+    layout's relative name), else the name its key has in ``job_id``'s folder."""
+    name = str(output.get("name") or "")
+    if not name:
+        key = str(output.get("key") or output.get("object_key") or "")
+        parsed = keys.parse_output_key(key)
+        name = parsed.name if parsed and parsed.job_id == job_id else key.rsplit("/", 1)[-1]
+    return name.lstrip("/") or "output"
 
 
 def job_id_of(job: dict[str, Any]) -> str:

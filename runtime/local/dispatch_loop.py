@@ -29,6 +29,7 @@ from runtime.dispatcher.core import StoppedTask
 from runtime.dispatcher.service import DispatcherService
 from runtime.dispatcher.sweeper import SweepReport
 from runtime.local.launcher import DEFAULT_COMMAND, LOCAL_PREFIX, LocalProcessLauncher
+from runtime.local.processes import command_line
 from runtime.shared.aws import client
 from runtime.shared.messages import JobMessage
 from runtime.shared.repo import jobs as jobs_repo
@@ -206,11 +207,8 @@ def _kill_orphan_worker(task_arn: str, job_id: str) -> None:
     if not pid_text.isdigit():
         return
     pid = int(pid_text)
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return
-    if b"runtime.worker" in cmdline and job_id.encode() in cmdline:
+    cmdline = " ".join(command_line(pid) or [])
+    if "runtime.worker" in cmdline and job_id in cmdline:
         log.warning("stopping a worker left by the previous run", extra={"job_id": job_id, "pid": pid})
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from runtime.shared.settings import tool_settings
+
 #: The repository root (images are built from a checkout, the build context the Dockerfile names).
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_IMAGE = "transcodex-worker"
@@ -60,10 +62,7 @@ def say(message: str) -> None:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("TRANSCODEX_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "transcodex"
-    )
-    path = Path(base)
+    path = tool_settings().cache_dir
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -77,7 +76,7 @@ def containers_conf() -> Path:
 
 def engine() -> str:
     """``docker`` when a Docker daemon answers, else ``podman`` (a docker CLI alone is not enough)."""
-    forced = os.environ.get("TRANSCODEX_CONTAINER_ENGINE")
+    forced = tool_settings().container_engine
     if forced:
         return forced
     if shutil.which("docker"):
@@ -192,7 +191,7 @@ def _ca_secret() -> list[str]:
 def build_worker_image(rebuild: bool = False) -> str:
     """Build the worker image unless one with the same inputs exists; return its tag."""
     eng = engine()
-    suite = os.environ.get("TRANSCODEX_BASE_SUITE") or host_suite()
+    suite = tool_settings().base_suite or host_suite()
     tag = f"{WORKER_IMAGE}:{inputs_hash(extra=suite)}"
     if not rebuild and image_exists(eng, tag):
         say(f"reused worker image {tag} ({image_size_mb(eng, tag):.0f} MB)")

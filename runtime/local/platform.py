@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from runtime.local.postgres import PostgresServer, free_port
+from runtime.local.processes import command_line, wait_gone
 from runtime.local.seaweed import STOP_TIMEOUT_SECONDS, SeaweedServer, provision_buckets, provision_queues
 from runtime.shared.settings import Settings, load_settings
 
@@ -138,11 +140,8 @@ def postmaster_pid(server: PostgresServer) -> int | None:
 
 
 def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    return f"-D {pgdata} " in cmdline + " "
+    args = command_line(pid) or []
+    return any(flag == "-D" and value == str(pgdata) for flag, value in itertools.pairwise(args))
 
 
 def stop_postgres(server: PostgresServer, pid: int | None, timeout_s: float = 60) -> None:
@@ -169,19 +168,6 @@ def stop_postgres(server: PostgresServer, pid: int | None, timeout_s: float = 60
             except ProcessLookupError:
                 return
             time.sleep(0.1)
-
-
-def _wait_gone(pid: int, timeout_s: float) -> None:
-    """Wait until ``pid`` has exited (gone, or a zombie awaiting its reaper)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-            return
-        time.sleep(0.05)
 
 
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[Any], what: str, log_path: Path) -> None:
@@ -296,16 +282,16 @@ class Platform:
             if not isinstance(record, dict):
                 continue  # an old state file without command lines: nothing can be proven ours
             pid, recorded = int(record["pid"]), str(record["cmdline"])
+            args = command_line(pid)
             try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").replace(b"\0", b" ").decode()
                 leads_group = os.getpgid(pid) == pid
-            except (OSError, ProcessLookupError):
+            except OSError:
                 continue
-            if cmdline == recorded and leads_group:
+            if args is not None and " ".join(args) == recorded and leads_group:
                 log.warning("stopping a leftover process", extra={"child": name, "pid": pid})
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-                _wait_gone(pid, 10.0)  # so its port is free before ports are picked
+                wait_gone(pid, 10.0)  # so its port is free before ports are picked
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -390,7 +376,7 @@ class Platform:
         )
         self.moto_url = f"http://127.0.0.1:{moto_port}"
         self.env = self._child_env(jwt_secret=self._jwt_secret())
-        weed = self.spawn("s3", self.seaweed.prepare())
+        weed = self.spawn("s3", self.seaweed.prepare(), env=self.seaweed.environment(self.env))
         self.seaweed.proc = weed
 
         # moto: SQS

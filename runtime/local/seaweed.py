@@ -46,6 +46,19 @@ READY_BUCKET = "transcodex-ready-probe"
 #: SIGTERM shutdown of ``weed server`` takes over 10 s; then it is killed.
 STOP_TIMEOUT_SECONDS = 15.0
 
+#: Every bucket is a SeaweedFS collection, and the master grows a new collection by 7 volumes
+#: at once (master.toml's ``volume_growth.copy_1``); one is enough here (another is grown when
+#: it fills), so the volumes in use are about the buckets in use. Set through the environment:
+#: ``weed server`` has no flag for it.
+WEED_ENV = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
+#: Volume slots of the one volume server; a slot reserves no disk. ``-volume.max=0`` would size
+#: it as free disk / volume size (261 slots with 66 GB free, fewer on a fuller disk), and once
+#: the slots are taken every write to a new bucket fails with InternalError ("No writable
+#: volumes and no free volumes left"): 37 buckets into a test session at 7 volumes each.
+MAX_VOLUMES = 1000
+#: Largest volume, in MB: a test server must not preallocate gigabytes.
+VOLUME_SIZE_LIMIT_MB = 256
+
 
 class SeaweedError(RuntimeError):
     """SeaweedFS could not be found or did not start; the message says what to do."""
@@ -85,6 +98,8 @@ class SeaweedServer:
     admin_secret: str = "transcodex-admin-secret"
     proc: subprocess.Popen[bytes] | None = None
     identities: dict[str, Identity] = field(default_factory=dict)
+    #: The master's HTTP port (``/dir/status``: volumes and slots), chosen by :meth:`command`.
+    master_port: int = 0
 
     @property
     def endpoint(self) -> str:
@@ -125,6 +140,7 @@ class SeaweedServer:
         if not self.s3_port:
             self.s3_port = free_port()
         ports = {name: free_port() for name in ("master", "volume", "filer")}
+        self.master_port = ports["master"]
         grpc = {name: free_port() for name in ("master", "volume", "filer", "s3")}
         config = self.data_dir / "s3.json"
         return [
@@ -135,11 +151,10 @@ class SeaweedServer:
             f"-dir={self.data_dir / 'data'}",
             f"-master.port={ports['master']}",
             f"-master.port.grpc={grpc['master']}",
-            # small volumes: a test server must not preallocate gigabytes
-            "-master.volumeSizeLimitMB=256",
+            f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}",
             f"-volume.port={ports['volume']}",
             f"-volume.port.grpc={grpc['volume']}",
-            "-volume.max=0",
+            f"-volume.max={MAX_VOLUMES}",
             f"-filer.port={ports['filer']}",
             f"-filer.port.grpc={grpc['filer']}",
             "-s3",
@@ -148,7 +163,14 @@ class SeaweedServer:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.config={config}",
+            # delete_buckets: a bucket goes with its objects and its collection's volumes
+            "-s3.allowDeleteBucketNotEmpty=true",
         ]
+
+    @staticmethod
+    def environment(base: Mapping[str, str]) -> dict[str, str]:
+        """The environment ``weed server`` runs in: ``base`` plus :data:`WEED_ENV`."""
+        return {**base, **WEED_ENV}
 
     def prepare(self) -> list[str]:
         """Write the identities file and return the command, for a caller that spawns it."""
@@ -167,7 +189,12 @@ class SeaweedServer:
         args = self.prepare()
         out = log if log is not None else (self.data_dir / "weed.log").open("ab")
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=self.environment(os.environ),
+            start_new_session=True,
         )
         self.wait_ready(timeout_s)
 
@@ -252,6 +279,14 @@ def provision_buckets(s3: Any, buckets: Iterable[str], cors: Mapping[str, Any] |
             pass
         if cors is not None:
             s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [dict(cors)]})
+
+
+def delete_buckets(s3: Any, buckets: Iterable[str]) -> None:
+    """Delete ``buckets`` with their objects (missing ones are skipped), so that a test session
+    creating fresh buckets per test holds only the volumes of the buckets still in use."""
+    for bucket in buckets:
+        with contextlib.suppress(s3.exceptions.NoSuchBucket):
+            s3.delete_bucket(Bucket=bucket)
 
 
 def provision_queues(

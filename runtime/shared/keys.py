@@ -12,6 +12,7 @@ the standard library only: synthesis must not pull in the runtime's dependencies
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 #: Key prefix of uploaded media, in the input bucket.
 INPUT_PREFIX = "input/"
@@ -39,6 +40,23 @@ def output_prefix(user_id: object, job_id: object) -> str:
 def output_key(user_id: object, job_id: object, name: str) -> str:
     """The key of an output named ``name`` relative to its job's folder."""
     return output_prefix(user_id, job_id) + name
+
+
+class OutputKey(NamedTuple):
+    """An output key read back: ``output/{user_id}/{job_id}/{name}``."""
+
+    user_id: str
+    job_id: str
+    name: str
+
+
+def parse_output_key(key: str) -> OutputKey | None:
+    """The parts of an output key; None for a key outside the layout."""
+    if not key.startswith(OUTPUT_PREFIX):
+        return None
+    user_id, _, rest = key[len(OUTPUT_PREFIX) :].partition("/")
+    job_id, _, name = rest.partition("/")
+    return OutputKey(user_id, job_id, name) if user_id and job_id and name else None
 
 
 def relative_name(user_id: object, job_id: object, key: str) -> str:

@@ -3,7 +3,12 @@
 Each component asks only for the sections it needs (``load_settings(env, "database",
 "storage")``), and everything missing or malformed in those sections is reported at
 once, naming the variable, so a misconfigured deploy fails at cold start rather than
-on the first request.
+on the first request. The tools around the runtime (the CLI, the local platform, image
+builds, synth) read theirs through :func:`tool_settings`.
+
+:data:`VARIABLES` names every ``TRANSCODEX_*`` variable and where it is read; a test keeps it
+equal to the variables the code reads. This module imports the standard library only: the
+CDK constructs read their tool settings from it without loading the runtime.
 """
 
 from __future__ import annotations
@@ -74,6 +79,14 @@ class Limits:
     worker_timeout_seconds: int = 3600
 
 
+#: The worker's job id, as ECS's container override and the local launcher pass it.
+JOB_ID_ENV = "JOB_ID"
+LOG_LEVEL_ENV = PREFIX + "LOG_LEVEL"
+#: Seconds after which a dispatch claim with no task recorded is taken over (see
+#: repo.jobs.reclaim_stale_claim); constructs_lib.dispatcher sets it above the function timeout.
+DISPATCH_CLAIM_TIMEOUT_ENV = PREFIX + "DISPATCH_CLAIM_TIMEOUT_SECONDS"
+
+
 @dataclass(frozen=True)
 class Settings:
     """The runtime's configuration. Sections not asked for keep their defaults."""
@@ -108,6 +121,8 @@ class Settings:
     ecs_assign_public_ip: bool = False
     limits: Limits = field(default_factory=Limits)
     log_level: str = "INFO"
+    #: None: the dispatcher's default (runtime.dispatcher.core.DEFAULT_CLAIM_TIMEOUT_SECONDS).
+    dispatch_claim_timeout_seconds: int | None = None
 
 
 def read_int(env: Mapping[str, str], name: str, default: int, problems: list[str], minimum: int = 1) -> int:
@@ -213,11 +228,105 @@ def load_settings(env: Mapping[str, str] | None = None, sections: Iterable[str] 
         ecs_capacity_provider=get("ECS_CAPACITY_PROVIDER"),
         ecs_assign_public_ip=get("ECS_ASSIGN_PUBLIC_IP").lower() in ("1", "true", "yes"),
         limits=limits,
-        log_level=get("LOG_LEVEL", "INFO").upper() or "INFO",
+        log_level=log_level(env),
+        dispatch_claim_timeout_seconds=read_int(env, DISPATCH_CLAIM_TIMEOUT_ENV, 0, problems) or None,
     )
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    """``TRANSCODEX_LOG_LEVEL`` (default INFO), also alone: a component configures logging
+    before it loads the settings, so a refused configuration is logged."""
+    return ((os.environ if env is None else env).get(LOG_LEVEL_ENV) or "").strip().upper() or "INFO"
+
+
+def worker_job_id(env: Mapping[str, str] | None = None) -> str | None:
+    """The job a worker runs when no ``--job-id`` is given (``JOB_ID``)."""
+    return ((os.environ if env is None else env).get(JOB_ID_ENV) or "").strip() or None
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    """The tools' settings: the CLI, the local platform, image builds and synth (no deployed
+    component reads them). Each is read and checked when asked for, so a variable one tool
+    refuses never stops another; unset and empty are the same."""
+
+    env: Mapping[str, str]
+
+    def _get(self, name: str) -> str:
+        return (self.env.get(PREFIX + name) or "").strip()
+
+    @property
+    def cache_dir(self) -> Path:
+        """``TRANSCODEX_CACHE_DIR``: what runs keep (Lambda dependencies, base images, the
+        containers.conf); default ``$XDG_CACHE_HOME/transcodex``, else ``~/.cache/transcodex``."""
+        base = self.env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        return Path(self._get("CACHE_DIR") or os.path.join(base, "transcodex"))
+
+    @property
+    def container_engine(self) -> str | None:
+        """``TRANSCODEX_CONTAINER_ENGINE``: ``docker`` or ``podman``; None: docker when its daemon answers."""
+        return self._get("CONTAINER_ENGINE") or None
+
+    @property
+    def base_suite(self) -> str | None:
+        """``TRANSCODEX_BASE_SUITE``: the worker image's Debian release; None: this machine's."""
+        return self._get("BASE_SUITE") or None
+
+    @property
+    def local_worker_image(self) -> str | None:
+        """``TRANSCODEX_LOCAL_WORKER_IMAGE``: ``local up --worker-image``'s default."""
+        return self._get("LOCAL_WORKER_IMAGE") or None
+
+    @property
+    def docker_bundling(self) -> bool:
+        """``TRANSCODEX_BUNDLING=docker``: bundle Lambda code in the CDK's Docker image, not with pip."""
+        return self._get("BUNDLING") == "docker"
+
+    @property
+    def bundling_image(self) -> str | None:
+        """``TRANSCODEX_BUNDLING_IMAGE``: the image of Docker bundling; None: the runtime's SAM build image."""
+        return self._get("BUNDLING_IMAGE") or None
+
+    @property
+    def skip_bundling(self) -> bool:
+        """``TRANSCODEX_SKIP_BUNDLING=1``: synthesize without bundles (the template refuses deployment)."""
+        value = self._get("SKIP_BUNDLING")
+        if value not in ("", "0", "1"):
+            raise ConfigError([f"{PREFIX}SKIP_BUNDLING must be 1 or 0, got {value!r}"])
+        return value == "1"
+
+    @property
+    def api_url(self) -> str | None:
+        """``TRANSCODEX_API_URL``: the CLI's API (after ``--api-url``, before the config file)."""
+        return self._get("API_URL") or None
+
+    @property
+    def api_key(self) -> str | None:
+        """``TRANSCODEX_API_KEY``: the CLI sends this key instead of its stored credentials."""
+        return self._get("API_KEY") or None
+
+    @property
+    def password(self) -> str | None:
+        """``TRANSCODEX_PASSWORD``: the CLI's password when ``--password`` is not given (kept as is)."""
+        return self.env.get(PREFIX + "PASSWORD") or None
+
+    @property
+    def config_path(self) -> Path:
+        """``TRANSCODEX_CONFIG``: the CLI's credentials file; default
+        ``$XDG_CONFIG_HOME/transcodex/config.json``, else under ``~/.config``."""
+        override = self._get("CONFIG")
+        if override:
+            return Path(override).expanduser()
+        base = self.env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(base) / "transcodex" / "config.json"
+
+
+def tool_settings(env: Mapping[str, str] | None = None) -> ToolSettings:
+    """The tools' settings from ``env`` (default: this process's environment, read live)."""
+    return ToolSettings(os.environ if env is None else env)
 
 
 #: Directory where every AWS call is recorded, one JSON line per call (runtime.shared.aws);
@@ -230,3 +339,78 @@ AWS_CALL_LOG_ENV = PREFIX + "AWS_CALL_LOG"
 def aws_call_log_dir(env: Mapping[str, str] | None = None) -> str | None:
     """The recording directory, or None when AWS calls are not recorded."""
     return ((os.environ if env is None else env).get(AWS_CALL_LOG_ENV) or "").strip() or None
+
+
+#: Every ``TRANSCODEX_*`` variable and where it is read: a :class:`Settings` field (the deployed
+#: components, :func:`load_settings`), a :class:`ToolSettings` property, a function of this module
+#: or the dotted name of another. A test keeps
+#: this equal to the variables the code reads (tests/unit/test_settings_messages_status.py).
+VARIABLES: dict[str, str] = {
+    **{
+        PREFIX + name: f"Settings.{field_name}"
+        for name, field_name in (
+            ("AWS_ENDPOINT_URL", "aws_endpoint_url"),
+            ("AWS_ENDPOINT_URL_S3", "aws_endpoint_url_s3"),
+            ("DATABASE_URL", "database_url"),
+            ("DATABASE_SECRET_ARN", "database_secret_arn"),
+            ("DATABASE_SSLMODE", "database_sslmode"),
+            ("DATABASE_SSLROOTCERT", "database_sslrootcert"),
+            ("INPUT_BUCKET", "input_bucket"),
+            ("OUTPUT_BUCKET", "output_bucket"),
+            ("QUEUE_URL", "queue_url"),
+            ("DLQ_URL", "dlq_url"),
+            ("JWT_SECRET", "jwt_secret"),
+            ("JWT_SECRET_ARN", "jwt_secret_arn"),
+            ("ACCESS_TOKEN_TTL_SECONDS", "access_token_ttl_seconds"),
+            ("REFRESH_TOKEN_TTL_SECONDS", "refresh_token_ttl_seconds"),
+            ("ECS_CLUSTER", "ecs_cluster"),
+            ("ECS_TASK_DEFINITION", "ecs_task_definition"),
+            ("ECS_CONTAINER_NAME", "ecs_container_name"),
+            ("ECS_SUBNETS", "ecs_subnets"),
+            ("ECS_SECURITY_GROUPS", "ecs_security_groups"),
+            ("ECS_CAPACITY_PROVIDER", "ecs_capacity_provider"),
+            ("ECS_ASSIGN_PUBLIC_IP", "ecs_assign_public_ip"),
+            ("MAX_INPUT_BYTES", "limits.max_input_bytes"),
+            ("MAX_IMAGE_PIXELS", "limits.max_image_pixels"),
+            ("MAX_VIDEO_DURATION_SECONDS", "limits.max_video_duration_seconds"),
+            ("MAX_VIDEO_PIXELS", "limits.max_video_pixels"),
+            ("WORKER_TIMEOUT_SECONDS", "limits.worker_timeout_seconds"),
+            ("LOG_LEVEL", "log_level"),
+            ("DISPATCH_CLAIM_TIMEOUT_SECONDS", "dispatch_claim_timeout_seconds"),
+        )
+    },
+    AWS_CALL_LOG_ENV: "aws_call_log_dir",
+    # the API function's own knobs
+    PREFIX + "API_BASE_URL": "runtime.api.chalicelib.deps.from_env",
+    PREFIX + "API_DATABASE_POOL_SIZE": "runtime.api.chalicelib.deps.pool_size",
+    PREFIX + "ARGON2_TIME_COST": "runtime.api.chalicelib.deps.password_hasher",
+    PREFIX + "ARGON2_MEMORY_KIB": "runtime.api.chalicelib.deps.password_hasher",
+    PREFIX + "ARGON2_PARALLELISM": "runtime.api.chalicelib.deps.password_hasher",
+    # the sweeper's thresholds
+    **{
+        PREFIX + f"SWEEP_{name}": "runtime.dispatcher.sweeper.SweepConfig.from_env"
+        for name in (
+            "REQUEUE_AFTER_SECONDS",
+            "RUNNING_GRACE_SECONDS",
+            "UPLOAD_URL_TTL_SECONDS",
+            "UPLOAD_GRACE_SECONDS",
+            "BATCH_LIMIT",
+        )
+    },
+    **{
+        PREFIX + name: f"ToolSettings.{attribute}"
+        for name, attribute in (
+            ("CACHE_DIR", "cache_dir"),
+            ("CONTAINER_ENGINE", "container_engine"),
+            ("BASE_SUITE", "base_suite"),
+            ("LOCAL_WORKER_IMAGE", "local_worker_image"),
+            ("BUNDLING", "docker_bundling"),
+            ("BUNDLING_IMAGE", "bundling_image"),
+            ("SKIP_BUNDLING", "skip_bundling"),
+            ("API_URL", "api_url"),
+            ("API_KEY", "api_key"),
+            ("PASSWORD", "password"),
+            ("CONFIG", "config_path"),
+        )
+    },
+}

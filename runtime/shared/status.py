@@ -1,4 +1,5 @@
-"""Job and upload statuses and the transitions allowed between them.
+"""Job and upload statuses and the transitions allowed between them; failure codes and output
+roles. Standard library only: the CLI client reads these names without the database driver.
 
 The database enforces these with guarded UPDATEs (``WHERE status = ANY(%s)``, in
 runtime/shared/repo); this module is the one place that says which sources are legal for
@@ -111,3 +112,14 @@ class ErrorCode(StrEnum):
     TASK_STOPPED = "TASK_STOPPED"
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class OutputRole(StrEnum):
+    """What an output is for; stored in ``job_outputs.role``, shown in download bodies."""
+
+    IMAGE = "image"
+    POSTER = "poster"
+    MP4 = "mp4"
+    HLS_MASTER = "hls-master"
+    HLS_RENDITION = "hls-rendition"
+    HLS_SEGMENT = "hls-segment"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import uuid
@@ -17,7 +16,7 @@ from types import FrameType
 from runtime.shared import aws
 from runtime.shared.db import open_database
 from runtime.shared.log import configure
-from runtime.shared.settings import ConfigError, load_settings
+from runtime.shared.settings import ConfigError, load_settings, log_level, worker_job_id
 from runtime.shared.status import JobStatus
 from runtime.worker.errors import Stopped
 from runtime.worker.runner import JobNotFound, run_job
@@ -40,9 +39,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 @aws.acting_as("worker")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime.worker", description=__doc__)
-    parser.add_argument("--job-id", default=os.environ.get("JOB_ID"), help="the job to run (default: $JOB_ID)")
+    parser.add_argument("--job-id", default=worker_job_id(), help="the job to run (default: $JOB_ID)")
     args = parser.parse_args(argv)
-    configure(os.environ.get("TRANSCODEX_LOG_LEVEL", "INFO").upper())
+    configure(log_level())
     try:
         job_id = str(uuid.UUID(str(args.job_id)))
     except ValueError:

@@ -275,7 +275,7 @@ def test_given_no_such_upload_when_the_object_is_checked_then_only_one_of_the_de
     import boto3
     from botocore.stub import Stubber
 
-    from runtime.api.chalicelib.media import _completed_before
+    from runtime.api.chalicelib.uploads import _completed_before
 
     s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
     stubber = Stubber(s3)
@@ -417,6 +417,54 @@ def test_given_many_jobs_when_listing_then_keyset_pages_cover_all_once_and_filte
     assert bad.status_code == 400 and _error(bad)["code"] == "INVALID_QUERY"
     forged = alice.call("GET", "/media/jobs?cursor=bm90LWEtY3Vyc29y")
     assert forged.status_code == 400 and _error(forged)["code"] == "INVALID_CURSOR"
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "field"),
+    [
+        ("limit=0", "INVALID_QUERY", "limit"),
+        ("limit=abc", "INVALID_QUERY", "limit"),
+        ("limit=%C2%B2", "INVALID_QUERY", "limit"),  # a Unicode digit: no int() of it
+        ("limit=-1", "INVALID_QUERY", "limit"),
+        ("status=LOST", "INVALID_QUERY", "status"),
+        ("cursor=" + "A" * 201, "INVALID_CURSOR", "cursor"),
+        ("colour=red", "INVALID_QUERY", None),
+    ],
+)
+def test_given_a_bad_query_parameter_when_listing_jobs_then_400_naming_it(
+    alice: Caller, query: str, code: str, field: str | None
+) -> None:
+    response = alice.call("GET", f"/media/jobs?{query}")
+
+    error = _error(response)
+    assert (response.status_code, error["code"], error["details"].get("field")) == (400, code, field)
+    if field == "status":
+        assert error["details"]["allowed"] == [s.value for s in JobStatus]
+    if field is None:
+        assert error["details"]["allowed"] == ["limit", "status", "cursor"]
+
+
+def test_given_a_lower_case_status_when_listing_jobs_then_it_filters_like_the_upper_case_one(
+    alice: Caller, jpeg: bytes
+) -> None:
+    upload = upload_file(alice, jpeg)
+    job_id = _process(alice, upload["upload_id"]).json_body["job_id"]
+
+    queued = alice.call("GET", "/media/jobs?status=queued&limit=5")
+
+    assert queued.status_code == 200 and [j["job_id"] for j in queued.json_body["items"]] == [job_id]
+    assert alice.call("GET", "/media/jobs?status=Running").json_body["items"] == []
+
+
+@pytest.mark.parametrize("key", ["k" * 256, "two words", "tab\there"])
+def test_given_a_malformed_idempotency_key_when_processing_then_400_before_the_body_is_read(
+    alice: Caller, key: str
+) -> None:
+    response = alice.call("POST", "/media/process", {"not": "a job"}, {"Idempotency-Key": key})
+
+    error = _error(response)
+    assert (response.status_code, error["code"]) == (400, "INVALID_IDEMPOTENCY_KEY")
+    assert error["details"]["field"] == "Idempotency-Key"
 
 
 def test_given_a_running_job_when_cancelled_then_cancelled_and_a_second_cancel_is_409(

@@ -51,6 +51,24 @@ def test_given_the_seed_bodies_when_documented_then_the_schemas_are_the_validati
     assert body("/media/process") == schemas.PROCESS
 
 
+def test_given_the_declarations_when_documented_then_parameters_and_security_are_the_enforced_ones(
+    client: Any,
+) -> None:
+    paths = client.get("/openapi.json").json_body["paths"]
+
+    def parameters(path: str, method: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(p["in"], p["name"]): p for p in paths[path][method].get("parameters", [])}
+
+    process = parameters("/media/process", "post")[("header", "Idempotency-Key")]
+    assert process["schema"]["maxLength"] == 255 and not process["required"]
+    assert parameters("/apikeys", "delete")[("header", "x-api-key")]["required"] is True
+    assert set(parameters("/media/jobs", "get")) == {("query", "limit"), ("query", "status"), ("query", "cursor")}
+    for doc in api.docs:
+        assert paths[doc.path][doc.method.lower()]["security"] == doc.scheme.security(), doc.path
+    assert paths["/media/playback/{job_id}/master.m3u8"]["get"]["security"][0] == {"playbackToken": []}
+    assert paths["/sessions"]["get"]["security"] == [{"bearerAuth": []}, {"cookieAuth": []}]
+
+
 def test_given_no_environment_when_importing_the_app_then_it_loads_without_config_or_network() -> None:
     code = (
         "import runtime.api.app as m; from runtime.api.chalicelib import deps; "

@@ -378,7 +378,7 @@ def test_given_bad_thresholds_when_config_from_env_then_every_problem_is_named(s
 
 
 def test_given_defaults_when_config_from_env_then_upload_ttl_is_the_apis_and_wall_time_the_settings() -> None:
-    from runtime.api.chalicelib.media import UPLOAD_URL_TTL_SECONDS
+    from runtime.api.chalicelib.uploads import UPLOAD_URL_TTL_SECONDS
     from runtime.shared.settings import load_settings
 
     config = SweepConfig.from_env(load_settings({"TRANSCODEX_WORKER_TIMEOUT_SECONDS": "120"}), {})

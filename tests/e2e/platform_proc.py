@@ -1,7 +1,7 @@
 """Start ``transcodex local up`` as a real subprocess and find every process it owns.
 
 Used by the end-to-end tests: the platform runs exactly as a user starts it, and after
-shutdown the tests scan /proc for anything it left behind (by data folder, session id,
+shutdown the tests list the processes (psutil) for anything it left behind (by data folder, session id,
 ports and worker job ids).
 """
 
@@ -17,6 +17,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,27 +93,19 @@ def start_platform(data_dir: Path, timeout_s: float = 120, extra_args: tuple[str
     raise AssertionError(f"the platform did not print its API line; stdout={seen}; stderr={stderr_path.read_text()}")
 
 
-def _read(pid: str, name: str) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/{name}").read_bytes()
-    except OSError:
-        return b""
-
-
 def owned_processes(data_dir: Path, sessions: set[int], ports: list[int]) -> list[str]:
     """Live processes that belong to a platform: its sessions, its data folder, or its ports."""
     found = []
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        if int(pid) == os.getpid():
+    for proc in psutil.process_iter(["pid", "status", "cmdline"]):
+        info = proc.info
+        # a zombie holds no resources (its parent reaps it); the scan skips its own process
+        if info["pid"] == os.getpid() or info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        stat = _read(pid, "stat").decode(errors="replace")
-        if not stat:
+        try:
+            sid = os.getsid(info["pid"])
+        except OSError:  # exited since the listing
             continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        state, sid = fields[0], int(fields[3])
-        if state == "Z":  # a zombie holds no resources; its parent reaps it
-            continue
-        cmd = _read(pid, "cmdline").replace(b"\0", b" ").decode(errors="replace")
+        cmd = " ".join(info["cmdline"] or [])
         mine = (
             sid in sessions
             or str(data_dir) in cmd
@@ -119,5 +113,5 @@ def owned_processes(data_dir: Path, sessions: set[int], ports: list[int]) -> lis
             or any(f"api_server --port {port} " in cmd + " " for port in ports)
         )
         if mine:
-            found.append(f"{pid} sid={sid} {cmd[:200]}")
+            found.append(f"{info['pid']} sid={sid} {cmd[:200]}")
     return found

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ import pytest
 import requests
 
 from runtime.local.client import ApiError, Client, Credentials, job_id_of
+from runtime.local.processes import command_line
 from tests.e2e.platform_proc import RunningPlatform, owned_processes, start_platform
 from tests.media import ffprobe, make_image, make_video
 
@@ -41,16 +41,6 @@ pytestmark = [
 
 IMAGE_OPS = {"ROTATE": "180", "WATERMARK": "e2e", "FORCE-RESIZE": "100x400"}
 LADDER_OPS = [{"op": "transcode", "renditions": ["360p", "240p"], "segment_seconds": 2}, {"op": "poster"}]
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Any:
-    """Our own folder, not pytest's numbered tmp (a concurrent pytest session may prune those)."""
-    folder = Path(tempfile.mkdtemp(prefix="transcodex-e2e-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +342,7 @@ def test_given_a_running_video_job_when_its_worker_is_killed_then_the_job_ends_f
         time.sleep(0.05)
     pid = _worker_pid(platform.state, job_id)
     assert pid is not None
-    assert b"runtime.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert "runtime.worker" in " ".join(command_line(pid) or [])
 
     os.killpg(pid, signal.SIGKILL)  # the whole worker (and its ffmpeg), as an OOM kill would
     final = client.wait(job_id, timeout_s=60, interval_s=0.2)

@@ -13,7 +13,6 @@ import importlib.metadata
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -87,15 +86,6 @@ def test_given_the_built_image_when_asked_for_versions_then_libvips_and_ffmpeg_a
     worker_lock = next(lock for lock in locks.LOCKS if lock.name == "worker image")
     assert pins(images.ROOT / worker_lock.output)["pyvips-binary"] == importlib.metadata.version("pyvips-binary")
     assert python_line == worker_lock.python  # the lock was resolved for the image's Python
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Any:
-    folder = Path(tempfile.mkdtemp(prefix="transcodex-e2e-image-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

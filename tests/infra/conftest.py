@@ -12,15 +12,8 @@ from typing import Any
 
 import pytest
 
-for _key, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-}.items():
-    os.environ.setdefault(_key, _value)
+# tests/conftest.py (loaded first) has set the dummy credentials, the region and Node; a synth
+# here must not pick up an account, a region or a skip from the caller's shell.
 for _key in ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION", "TRANSCODEX_SKIP_BUNDLING"):
     os.environ.pop(_key, None)
 

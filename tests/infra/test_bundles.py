@@ -339,7 +339,7 @@ def test_given_a_running_job_when_its_task_stopped_event_arrives_under_the_runti
     make_job: Any, queue: Any, tmp_path: Path,
 ) -> None:  # fmt: skip
     from runtime.dispatcher import handler
-    from runtime.shared import db as dbm
+    from runtime.shared.repo import jobs as jobs_repo
     from runtime.shared.status import ErrorCode, JobStatus
     from tests.dispatcher.conftest import body_for, cluster_tasks, get_job, settings_env, stopped_event
 
@@ -348,7 +348,7 @@ def test_given_a_running_job_when_its_task_stopped_event_arrives_under_the_runti
     assert handler.handle_sqs(queue.event(queue.receive(expect=1)), None) == {"batchItemFailures": []}
     [run] = cluster_tasks(ecs, ecs_settings)
     with db.connection() as conn:
-        assert dbm.transition(conn, str(job["id"]), JobStatus.RUNNING) is not None
+        assert jobs_repo.transition(conn, str(job["id"]), JobStatus.RUNNING) is not None
     event = stopped_event(
         run, stopCode="EssentialContainerExited", stoppedReason="Essential container in task exited",
         containers=[{"name": "worker", "lastStatus": "STOPPED", "exitCode": 2}],
@@ -396,8 +396,9 @@ def test_given_dead_letters_and_a_running_task_when_they_arrive_under_the_runtim
 def test_given_stale_rows_when_the_scheduled_event_arrives_under_the_runtimes_python_then_the_sweeper_settles_them(
     bundles: list[dict[str, Any]], lambda_python: str, settings: Any, db: Any, tmp_path: Path
 ) -> None:
-    from runtime.shared import db as dbm
     from runtime.shared.aws import client
+    from runtime.shared.repo import jobs as jobs_repo
+    from runtime.shared.repo import uploads as uploads_repo
     from runtime.shared.status import ErrorCode, JobStatus
     from tests.dispatcher.conftest import get_job
     from tests.factories import insert_job, insert_upload, insert_user
@@ -406,7 +407,7 @@ def test_given_stale_rows_when_the_scheduled_event_arrives_under_the_runtimes_py
         user_id = insert_user(conn)
         arrived, abandoned = insert_upload(conn, user_id), insert_upload(conn, user_id)
         lost = insert_job(conn, user_id=user_id)
-        dbm.transition(conn, str(lost["id"]), JobStatus.RUNNING)
+        jobs_repo.transition(conn, str(lost["id"]), JobStatus.RUNNING)
         # a day old: past the URL lifetime and grace, past the worker's wall time and grace
         conn.execute("UPDATE uploads SET created_at = now() - interval '1 day' WHERE id = ANY(%s)",
                      ([arrived["id"], abandoned["id"]],))  # fmt: skip
@@ -432,7 +433,7 @@ def test_given_stale_rows_when_the_scheduled_event_arrives_under_the_runtimes_py
     stored = get_job(db, lost["id"])
     assert (stored["status"], stored["error_code"]) == (JobStatus.FAILED, ErrorCode.TIMEOUT)
     with db.connection() as conn:
-        settled = {u["id"]: dbm.get_upload(conn, str(u["id"])) for u in (arrived, abandoned)}
+        settled = {u["id"]: uploads_repo.get(conn, str(u["id"])) for u in (arrived, abandoned)}
     assert (settled[arrived["id"]]["status"], settled[arrived["id"]]["size_bytes"]) == ("UPLOADED", 321)
     assert settled[abandoned["id"]]["status"] == "EXPIRED"
 

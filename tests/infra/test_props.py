@@ -72,31 +72,28 @@ def test_given_invalid_worker_sizes_when_validate_then_error_says_what_is_allowe
         _worker_props(**kwargs).validate()
 
 
-def test_given_unknown_capacity_provider_when_validate_then_error() -> None:
+def _dispatcher_props(**kwargs: object) -> DispatcherProps:
+    """Dispatcher props on the worker props' VPC and secret (queues and worker left out)."""
     worker_props = _worker_props()
-    props = DispatcherProps(
+    return DispatcherProps(
         vpc=worker_props.vpc,
         queue=None,
         dead_letter_queue=None,
         worker=None,  # type: ignore[arg-type]
         database_secret=worker_props.database_secret,
-        capacity_provider="EC2",
+        **kwargs,  # type: ignore[arg-type]
     )
+
+
+def test_given_unknown_capacity_provider_when_validate_then_error() -> None:
+    props = _dispatcher_props(capacity_provider="EC2")
     with pytest.raises(ValueError, match="capacity_provider must be one of"):
         props.validate()
 
 
 @pytest.mark.parametrize("minutes", [0, 61])
 def test_given_sweep_interval_out_of_range_when_validate_then_error(minutes: int) -> None:
-    worker_props = _worker_props()
-    props = DispatcherProps(
-        vpc=worker_props.vpc,
-        queue=None,
-        dead_letter_queue=None,
-        worker=None,  # type: ignore[arg-type]
-        database_secret=worker_props.database_secret,
-        sweep_interval_minutes=minutes,
-    )
+    props = _dispatcher_props(sweep_interval_minutes=minutes)
     with pytest.raises(ValueError, match="sweep_interval_minutes must be between 1 and 60"):
         props.validate()
 

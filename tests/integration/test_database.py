@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -16,6 +18,8 @@ from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.repo import outputs as outputs_repo
 from runtime.shared.status import JobStatus
 from tests.factories import insert_job
+
+T = TypeVar("T")
 
 
 def make_job(database: dbm.Database, **kw: object) -> dict:
@@ -66,47 +70,47 @@ def test_given_an_applied_migration_edited_when_migrating_then_refused(postgres_
         apply_migrations(url, tmp_path)
 
 
-def test_given_queued_job_when_eight_claimers_race_then_exactly_one_wins(db: dbm.Database) -> None:
-    job = make_job(db)
-    barrier = threading.Barrier(8)
-    wins: list[object] = []
+def _race(racers: int, attempt: Callable[[threading.Barrier], T]) -> list[T]:
+    """Run ``attempt`` in ``racers`` threads; each waits on the shared barrier where the racers
+    line up (connected, about to write). Returns every result."""
+    barrier = threading.Barrier(racers)
+    results: list[T] = []
 
-    def claim() -> None:
-        with psycopg.connect(db.conninfo, autocommit=True) as conn:
-            barrier.wait()
-            row = conn.execute(
-                "UPDATE jobs SET status = 'DISPATCHED' WHERE id = %s AND status = ANY(%s) RETURNING id",
-                (job["id"], ["QUEUED"]),
-            ).fetchone()
-            if row:
-                wins.append(row)
+    def run() -> None:
+        results.append(attempt(barrier))
 
-    threads = [threading.Thread(target=claim) for _ in range(8)]
+    threads = [threading.Thread(target=run) for _ in range(racers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(wins) == 1
+    return results
+
+
+def test_given_queued_job_when_eight_claimers_race_then_exactly_one_wins(db: dbm.Database) -> None:
+    job = make_job(db)
+
+    def claim(barrier: threading.Barrier) -> object:
+        with psycopg.connect(db.conninfo, autocommit=True) as conn:
+            barrier.wait()
+            return conn.execute(
+                "UPDATE jobs SET status = 'DISPATCHED' WHERE id = %s AND status = ANY(%s) RETURNING id",
+                (job["id"], ["QUEUED"]),
+            ).fetchone()
+
+    assert len([row for row in _race(8, claim) if row]) == 1
 
 
 def test_given_queued_job_when_transition_helper_races_then_exactly_one_wins(db: dbm.Database) -> None:
     job = make_job(db)
     pool = dbm.Database(db.conninfo, max_size=6)  # one connection per racing thread
-    barrier = threading.Barrier(6)
-    wins: list[dict] = []
 
-    def claim() -> None:
+    def claim(barrier: threading.Barrier) -> dict | None:
         with pool.connection() as conn:
             barrier.wait()
-            row = jobs_repo.transition(conn, job["id"], JobStatus.DISPATCHED)
-            if row:
-                wins.append(row)
+            return jobs_repo.transition(conn, job["id"], JobStatus.DISPATCHED)
 
-    threads = [threading.Thread(target=claim) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wins = [row for row in _race(6, claim) if row]
     pool.close()
     assert len(wins) == 1
     assert wins[0]["status"] == "DISPATCHED" and wins[0]["dispatch_count"] == 1

@@ -5,6 +5,8 @@ the signed Content-Length and Content-Type, POST-policy bounds, per-identity buc
 from __future__ import annotations
 
 import hashlib
+import json
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from runtime.local.seaweed import SeaweedServer, provision_buckets
+from runtime.local.seaweed import MAX_VOLUMES, SeaweedServer, delete_buckets, provision_buckets
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +25,40 @@ def bucket(seaweed: Any) -> str:
     name = f"fidelity-{uuid.uuid4().hex[:10]}"
     provision_buckets(seaweed.client("admin"), [name], cors=None)
     return name
+
+
+def _volumes_by_collection(server: Any) -> tuple[int, dict[str, int]]:
+    """The master's view: the volume slots, and how many volumes each collection (bucket) holds."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.master_port}/dir/status", timeout=10) as response:
+        status = json.load(response)
+    layouts = status["Topology"].get("Layouts") or []
+    return status["Topology"]["Max"], {layout["collection"]: len(layout["writables"]) for layout in layouts}
+
+
+def test_given_fresh_buckets_when_each_is_written_then_each_holds_one_volume_of_a_fixed_budget(seaweed: Any) -> None:
+    s3 = seaweed.client("admin")
+    names = [f"volumes-{uuid.uuid4().hex[:10]}" for _ in range(3)]
+    provision_buckets(s3, names, cors=None)
+    for name in names:
+        s3.put_object(Bucket=name, Key="output/u/j/a", Body=b"1")
+    slots, volumes = _volumes_by_collection(seaweed)
+    delete_buckets(s3, names)
+    # the default grows 7 volumes per bucket from slots = free disk / volume size: a session of
+    # fresh buckets per test ran out of them (PutObject InternalError)
+    assert [volumes.get(name) for name in names] == [1, 1, 1]
+    assert slots == MAX_VOLUMES
+
+
+def test_given_written_buckets_when_deleted_then_their_objects_and_volumes_are_gone(seaweed: Any) -> None:
+    s3 = seaweed.client("admin")
+    names = [f"gone-{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    provision_buckets(s3, names, cors=None)
+    for name in names:
+        s3.put_object(Bucket=name, Key="input/u/a/x", Body=b"x" * 1000)
+    delete_buckets(s3, [*names, f"never-{uuid.uuid4().hex[:10]}"])  # a missing bucket is skipped
+    left = [name for name in names if name in {b["Name"] for b in s3.list_buckets()["Buckets"]}]
+    _, volumes = _volumes_by_collection(seaweed)
+    assert left == [] and [name for name in names if name in volumes] == []
 
 
 def test_given_a_presigned_put_when_the_body_exceeds_the_signed_length_then_403(seaweed: Any, bucket: str) -> None:

@@ -7,6 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from runtime.shared.contract import Poster, Transcode, TranscodeResolution
@@ -226,8 +227,13 @@ def endless(marker: str) -> list[str]:
     ]
 
 
-def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+def _running(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line carries ``marker``."""
+    return [
+        proc.info["pid"]
+        for proc in psutil.process_iter(["pid", "status", "cmdline"])
+        if marker in " ".join(proc.info["cmdline"] or []) and proc.info["status"] != psutil.STATUS_ZOMBIE
+    ]
 
 
 def test_given_endless_ffmpeg_when_deadline_passes_then_killed_and_timeout(tmp_path: Path) -> None:
@@ -235,8 +241,7 @@ def test_given_endless_ffmpeg_when_deadline_passes_then_killed_and_timeout(tmp_p
     with pytest.raises(JobFailure) as err:
         run_ffmpeg([*endless(marker), "-progress", "pipe:1"], tmp_path / "err.log", deadline=time.monotonic() + 1.0)
     assert err.value.code == ErrorCode.TIMEOUT
-    leftovers = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
-    assert not [pid for pid in leftovers if _alive(int(pid))]
+    assert _running(marker) == []
 
 
 def test_given_progress_hook_cancelling_when_running_then_ffmpeg_terminated(tmp_path: Path) -> None:

@@ -1,9 +1,8 @@
-"""Users, sessions and API keys, and who a request is.
+"""Users, sessions and API keys: the rows behind every credential.
 
-A request is authenticated by an access JWT (``Authorization: Bearer``, a bare token in the
-``authorization`` header, or the seed's ``authorization`` cookie holding
-``{"AccessToken", "RefreshToken"}``) whose session row is checked every time, or by an API key
-(``x-api-key``) whose digest is looked up every time, so revocation is immediate.
+An access JWT names a session row that :func:`session_principal` checks on every use, and an
+API key's digest is looked up on every use by :func:`api_key_principal`, so revocation is
+immediate. Which credential a request carries, and which a route accepts, is ``auth.py``'s.
 """
 
 from __future__ import annotations
@@ -16,16 +15,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import psycopg
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from chalice.app import Request
 
 from runtime.api.chalicelib import tokens
 from runtime.api.chalicelib.deps import Deps
-from runtime.api.chalicelib.errors import ApiError
-from runtime.api.chalicelib.requests import header
+from runtime.api.chalicelib.domain import Conflict, NotFound, Throttled, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +37,15 @@ KEY_COLUMNS = "id, user_id, name, prefix, created_at, last_used_at, expires_at, 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: a user, through a session or an API key."""
+    """The caller: a user, through a session, an API key or a playback token."""
 
     user_id: str
     session_id: str | None = None
     api_key_id: str | None = None
     #: A Set-Cookie value when an expired cookie access token was refreshed on the way in.
     set_cookie: str | None = None
-
-
-def unauthorized(code: str, message: str) -> ApiError:
-    return ApiError(401, code, message)
+    #: The playback token the request carried (it admits one job, named in the route's path).
+    playback_token: str | None = None
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -74,9 +69,9 @@ def create_user(deps: Deps, name: str, username: str, email: str, password: str)
     except psycopg.errors.UniqueViolation as err:
         constraint = err.diag.constraint_name or ""
         if "username" in constraint:
-            taken = ApiError(409, "USERNAME_TAKEN", "a user with this username already exists", {"field": "username"})
+            taken = Conflict("USERNAME_TAKEN", "a user with this username already exists", {"field": "username"})
         else:
-            taken = ApiError(409, "EMAIL_TAKEN", "a user with this email already exists", {"field": "email"})
+            taken = Conflict("EMAIL_TAKEN", "a user with this email already exists", {"field": "email"})
         raise taken from None
     assert row is not None
     return public_user(row)
@@ -162,8 +157,7 @@ def _throttle(conn: Any, email: str, ip: str | None) -> None:
         {"email": email, "ip": ip, "window": LOGIN_WINDOW_SECONDS},
     ).fetchone()
     if counts["by_email"] >= MAX_FAILURES_PER_EMAIL or counts["by_ip"] >= MAX_FAILURES_PER_IP:
-        raise ApiError(
-            429,
+        raise Throttled(
             "TOO_MANY_ATTEMPTS",
             f"too many failed logins; try again in {LOGIN_WINDOW_SECONDS // 60} minutes",
             {"retry_after_seconds": LOGIN_WINDOW_SECONDS},
@@ -180,7 +174,7 @@ def login(deps: Deps, email: str, password: str, agent: str | None, ip: str | No
             conn.execute("INSERT INTO login_failures (email, client_ip) VALUES (%s, %s)", (typed, ip))
             if secrets.randbelow(100) == 0:
                 conn.execute("DELETE FROM login_failures WHERE created_at < now() - interval '1 day'")
-        raise unauthorized("INVALID_CREDENTIALS", "the email or password is wrong")
+        raise Unauthenticated("INVALID_CREDENTIALS", "the email or password is wrong")
     with deps.db.connection() as conn:
         conn.execute("DELETE FROM login_failures WHERE email = %s", (typed,))
     if deps.hasher.check_needs_rehash(row["password_hash"]):
@@ -205,7 +199,7 @@ def refresh(deps: Deps, refresh_token: str) -> Tokens:
     try:
         claims = tokens.read_refresh_token(refresh_token, deps.jwt_secret)
     except tokens.TokenError as err:
-        raise unauthorized("INVALID_REFRESH_TOKEN", str(err)) from None
+        raise Unauthenticated("INVALID_REFRESH_TOKEN", str(err)) from None
     new_counter = claims.counter + 1
     access, new_refresh = _issue(deps, claims.user_id, claims.session_id, new_counter)
     with deps.db.connection() as conn:
@@ -231,10 +225,10 @@ def refresh(deps: Deps, refresh_token: str) -> Tokens:
             ).fetchone()
             if reused is not None:
                 log.warning("refresh token reuse; session revoked", extra={"session_id": claims.session_id})
-                raise unauthorized(
+                raise Unauthenticated(
                     "REFRESH_TOKEN_REUSED", "this refresh token was already used; the session has been revoked"
                 )
-            raise unauthorized("SESSION_REVOKED", "the session has ended; log in again")
+            raise Unauthenticated("SESSION_REVOKED", "the session has ended; log in again")
     return Tokens(access, new_refresh, claims.session_id, claims.user_id, deps.settings.access_token_ttl_seconds)
 
 
@@ -260,7 +254,7 @@ def get_session(deps: Deps, principal: Principal) -> dict[str, Any]:
             (principal.session_id, principal.user_id),
         ).fetchone()
     if row is None:
-        raise ApiError(404, "NOT_FOUND", "session not found")
+        raise NotFound("NOT_FOUND", "session not found")
     return public_session(row, principal.session_id)
 
 
@@ -325,8 +319,8 @@ def create_api_key(deps: Deps, user_id: str, name: str, expires_in_days: int | N
             "SELECT count(*) AS n FROM api_keys WHERE user_id = %s AND revoked_at IS NULL", (user_id,)
         ).fetchone()
         if active and active["n"] >= MAX_ACTIVE_API_KEYS:
-            raise ApiError(
-                409, "TOO_MANY_API_KEYS", f"a user may hold at most {MAX_ACTIVE_API_KEYS} active API keys; revoke one"
+            raise Conflict(
+                "TOO_MANY_API_KEYS", f"a user may hold at most {MAX_ACTIVE_API_KEYS} active API keys; revoke one"
             )
         row = conn.execute(
             f"""INSERT INTO api_keys (user_id, name, prefix, key_hash, expires_at) VALUES (%s, %s, %s, %s, %s)
@@ -358,46 +352,16 @@ def revoke_api_key(deps: Deps, user_id: str, *, key_id: str | None = None, key: 
             (param, user_id),
         ).fetchone()
     if row is None:
-        raise ApiError(404, "API_KEY_NOT_FOUND", "no active API key of yours matches")
+        raise NotFound("API_KEY_NOT_FOUND", "no active API key of yours matches")
     return public_key(row)
 
 
-# --- authentication ------------------------------------------------------------------------
+# --- credentials -----------------------------------------------------------------------------
 
 
-def cookie_tokens(request: Request) -> tuple[str | None, str | None]:
-    raw = header(request, "cookie")
-    if not raw:
-        return None, None
-    for part in raw.split(";"):
-        name, _, value = part.strip().partition("=")
-        if name.strip() != COOKIE_NAME or not value:
-            continue
-        value = unquote(value.strip().strip('"'))
-        if value.startswith("{"):
-            try:
-                data = json.loads(value)
-            except ValueError:
-                return None, None
-            if isinstance(data, dict):
-                access, refresh_ = data.get("AccessToken"), data.get("RefreshToken")
-                return (access if isinstance(access, str) else None, refresh_ if isinstance(refresh_, str) else None)
-            return None, None
-        return value, None
-    return None, None
-
-
-def _bearer(request: Request) -> str | None:
-    value = header(request, "authorization")
-    if not value:
-        return None
-    scheme, _, rest = value.partition(" ")
-    if rest and scheme.lower() == "bearer":
-        return rest.strip()
-    return value if value.count(".") == 2 and " " not in value else None
-
-
-def _session_principal(deps: Deps, token: str) -> Principal:
+def session_principal(deps: Deps, token: str) -> Principal:
+    """The principal of an access token whose session is live; :class:`tokens.TokenError` for a
+    forged or expired token (the caller may refresh an expired one), 401 for an ended session."""
     claims = tokens.read_access_token(token, deps.jwt_secret)
     with deps.db.connection() as conn:
         live = conn.execute(
@@ -405,35 +369,13 @@ def _session_principal(deps: Deps, token: str) -> Principal:
             (claims.session_id, claims.user_id),
         ).fetchone()
     if live is None:
-        raise unauthorized("SESSION_REVOKED", "the session has ended; log in again")
+        raise Unauthenticated("SESSION_REVOKED", "the session has ended; log in again")
     return Principal(user_id=claims.user_id, session_id=claims.session_id)
-
-
-def session_from_request(deps: Deps, request: Request) -> Principal | None:
-    """The session principal, or None when no token was sent; raises 401 for a bad token."""
-    bearer = _bearer(request)
-    cookie_access, cookie_refresh = (None, None) if bearer else cookie_tokens(request)
-    token = bearer or cookie_access
-    if not token:
-        return None
-    try:
-        return _session_principal(deps, token)
-    except tokens.TokenError as err:
-        if err.expired and cookie_refresh and not bearer:
-            # The seed's behaviour: a cookie whose access token expired is refreshed in passing.
-            fresh = refresh(deps, cookie_refresh)
-            return Principal(
-                user_id=fresh.user_id,
-                session_id=fresh.session_id,
-                set_cookie=fresh.cookie(deps.settings.refresh_token_ttl_seconds),
-            )
-        code = "TOKEN_EXPIRED" if err.expired else "INVALID_TOKEN"
-        raise unauthorized(code, str(err)) from None
 
 
 def api_key_principal(deps: Deps, key: str) -> Principal:
     if not key.startswith(tokens.API_KEY_PREFIX) or len(key) > 200:
-        raise unauthorized("INVALID_API_KEY", "the API key is not valid")
+        raise Unauthenticated("INVALID_API_KEY", "the API key is not valid")
     with deps.db.connection() as conn:
         row = conn.execute(
             """SELECT id, user_id, last_used_at < now() - interval '1 minute' OR last_used_at IS NULL AS stale
@@ -445,21 +387,5 @@ def api_key_principal(deps: Deps, key: str) -> Principal:
             # At most one write a minute per key: busy keys do not serialise on the row lock.
             conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (row["id"],))
     if row is None:
-        raise unauthorized("INVALID_API_KEY", "the API key is not valid, revoked or expired")
+        raise Unauthenticated("INVALID_API_KEY", "the API key is not valid, revoked or expired")
     return Principal(user_id=str(row["user_id"]), api_key_id=str(row["id"]))
-
-
-def authenticate(deps: Deps, request: Request, *, session: bool = True, api_key: bool = False) -> Principal:
-    """Who is calling; 401 with a specific code when nobody (or a bad credential) is."""
-    if api_key:
-        key = header(request, "x-api-key")
-        if key:
-            return api_key_principal(deps, key)
-    if session:
-        principal = session_from_request(deps, request)
-        if principal is not None:
-            return principal
-    wanted = " or ".join(
-        w for w, on in (("an access token (Authorization: Bearer)", session), ("an API key (x-api-key)", api_key)) if on
-    )
-    raise unauthorized("UNAUTHENTICATED", f"this route needs {wanted}")

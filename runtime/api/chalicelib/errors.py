@@ -1,8 +1,9 @@
 """One error shape for every answer the API gives: ``{"error": {"code", "message", "details"}}``.
 
-Handlers raise :class:`ApiError`; the route wrapper turns it into a response, and the HTTP
-middleware rewrites the errors Chalice produces itself (405, 415, its own view errors) into
-the same shape, so a client parses exactly one format.
+The logic raises domain errors (``chalicelib.domain``); the route wrapper turns them into
+responses with :func:`domain_response`, whose :data:`STATUS` is the one map from a kind of
+refusal to an HTTP status. The HTTP middleware rewrites the errors Chalice produces itself
+(405, 415, its own view errors) into the same shape, so a client parses exactly one format.
 """
 
 from __future__ import annotations
@@ -15,9 +16,46 @@ from typing import Any
 
 from chalice import Response
 
+from runtime.api.chalicelib.domain import (
+    Conflict,
+    DomainError,
+    Invalid,
+    NotFound,
+    Throttled,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+    Unprocessable,
+)
+
+#: The HTTP status of each kind of refusal.
+STATUS: dict[type[DomainError], int] = {
+    Invalid: 400,
+    Unauthenticated: 401,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Unprocessable: 422,
+    Throttled: 429,
+    Unavailable: 503,
+}
+
+
+def status_of(err: DomainError) -> int:
+    """The status of the nearest kind in the error's class hierarchy (a bare DomainError is a bug)."""
+    for kind in type(err).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    raise TypeError(f"{type(err).__name__} is no kind of chalicelib.domain error with an HTTP status")
+
+
+def domain_response(err: DomainError, headers: dict[str, str] | None = None) -> Response:
+    return error_response(status_of(err), err.code, err.message, err.details, headers)
+
 
 class ApiError(Exception):
-    """A client-visible error: HTTP status, a stable machine code, a message a person can act on."""
+    """An error that names its HTTP status itself. Only playback.py still raises it (until its
+    playlist rewrite lands); new code raises a kind from ``chalicelib.domain``."""
 
     def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)

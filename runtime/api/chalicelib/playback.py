@@ -4,8 +4,8 @@ from S3.
 The master playlist is served with every playlist URI it references rewritten to this API's
 variant route (by position in the master, so any layout the worker writes works); a variant
 playlist is served with every segment URI (and ``EXT-X-MAP``/``EXT-X-KEY`` URIs) rewritten
-to a presigned S3 GET URL. Players cannot send headers, so both routes are authorised by a
-short-lived playback token in the query string, scoped to one job of one user.
+to a presigned S3 GET URL. Players cannot send headers, so both routes accept a short-lived
+playback token in the query string, scoped to one job of one user (``auth.py`` checks it).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.api.chalicelib import tokens
-from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.errors import ApiError
 from runtime.shared import keys
@@ -48,22 +47,6 @@ def playback_path(job_id: str) -> str:
 def playback_url(deps: Deps, base: str, user_id: str, job_id: str) -> str:
     token = tokens.playback_token(user_id, job_id, deps.jwt_secret)
     return f"{base}{playback_path(job_id)}?token={quote(token, safe='')}"
-
-
-def authorise(deps: Deps, job_id: str, token: str | None, principal: Principal | None) -> str:
-    """The user the request acts for: from the playback token (scoped to this job) or a principal."""
-    if token:
-        try:
-            claims = tokens.read_playback_token(token, deps.jwt_secret)
-        except tokens.TokenError as err:
-            raise ApiError(401, "TOKEN_EXPIRED" if err.expired else "INVALID_TOKEN", str(err)) from None
-        if claims.job_id != job_id:
-            # A token for another job proves nothing about this one.
-            raise ApiError(404, "JOB_NOT_FOUND", "no playable job has this id", {"job_id": job_id})
-        return claims.user_id
-    if principal is None:
-        raise ApiError(401, "UNAUTHENTICATED", "playback needs ?token=… (from GET /media/download) or credentials")
-    return principal.user_id
 
 
 def _is_relative(uri: str) -> bool:

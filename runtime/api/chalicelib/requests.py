@@ -1,11 +1,16 @@
-"""Reading requests safely: JSON bodies validated against the same JSON Schemas the OpenAPI
-document publishes, query parameters, ids, client address and the public base URL."""
+"""Reading requests safely: JSON bodies, query and header parameters validated against the same
+JSON Schemas the OpenAPI document publishes, ids, client address and the public base URL.
+
+The route wrapper (routing.py) calls these with what a route declares; views get the results.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
@@ -13,7 +18,7 @@ from urllib.parse import unquote
 from chalice.app import Request
 from jsonschema import Draft7Validator
 
-from runtime.api.chalicelib.errors import ApiError
+from runtime.api.chalicelib.domain import Invalid, TooLarge
 
 #: Largest JSON body accepted; every body the API takes is small.
 MAX_BODY_BYTES = 64 * 1024
@@ -52,9 +57,7 @@ def validate(data: Any, schema: dict[str, Any]) -> None:
     )
     if errors:
         problems = [_problem(e) for e in errors[:20]]
-        raise ApiError(
-            400, "INVALID_BODY", "the request body is invalid: " + problems[0]["message"], {"problems": problems}
-        )
+        raise Invalid("INVALID_BODY", "the request body is invalid: " + problems[0]["message"], {"problems": problems})
 
 
 def _has_nul(value: Any) -> bool:
@@ -71,28 +74,119 @@ def json_body(request: Request, schema: dict[str, Any] | None, *, required: bool
     """The request's JSON object, validated. An empty body counts as ``{}`` when not required."""
     raw = request.raw_body or b""
     if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"the request body must be at most {MAX_BODY_BYTES} bytes")
+        raise TooLarge("PAYLOAD_TOO_LARGE", f"the request body must be at most {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         if required:
-            raise ApiError(400, "BODY_REQUIRED", "this request needs a JSON object body")
+            raise Invalid("BODY_REQUIRED", "this request needs a JSON object body")
         data: Any = {}
     else:
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as err:
-            raise ApiError(400, "MALFORMED_JSON", f"the request body is not valid JSON: {err}") from None
+            raise Invalid("MALFORMED_JSON", f"the request body is not valid JSON: {err}") from None
     if not isinstance(data, dict):
-        raise ApiError(400, "INVALID_BODY", f"the request body must be a JSON object, got {type(data).__name__}")
+        raise Invalid("INVALID_BODY", f"the request body must be a JSON object, got {type(data).__name__}")
     if _has_nul(data):
         # PostgreSQL text cannot hold NUL, and no field has a use for it.
-        raise ApiError(400, "INVALID_BODY", "strings in the request body must not contain NUL characters")
+        raise Invalid("INVALID_BODY", "strings in the request body must not contain NUL characters")
     if schema is not None:
         validate(data, schema)
     return data
 
 
-def query(request: Request) -> dict[str, str]:
-    return dict(request.query_params or {})
+@dataclass(frozen=True)
+class Param:
+    """A declared query or header parameter: its schema validates it and is published as is."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+    #: ``query`` or ``header``.
+    location: str = "query"
+    #: The code of the 400 when the value is missing or breaks the schema
+    #: (default: INVALID_QUERY, INVALID_HEADER).
+    code: str | None = None
+    #: The message of that 400 instead of one generated from the schema.
+    message: str | None = None
+    #: Applied to the received text before it is validated (``str.upper``: a case-insensitive enum).
+    normalise: Callable[[str], str] | None = None
+
+    @property
+    def arg(self) -> str:
+        """The keyword the view receives it as (``Idempotency-Key`` -> ``idempotency_key``)."""
+        return re.sub(r"\W", "_", self.name.lower())
+
+    @property
+    def error_code(self) -> str:
+        return self.code or ("INVALID_HEADER" if self.location == "header" else "INVALID_QUERY")
+
+
+@dataclass(frozen=True)
+class QueryParam(Param):
+    location: str = "query"
+
+
+@dataclass(frozen=True)
+class HeaderParam(Param):
+    location: str = "header"
+
+
+def _coerce(text: str, schema: Mapping[str, Any]) -> Any:
+    """The text as the schema's type (parameters arrive as strings); unchanged when it is not one."""
+    kind = schema.get("type")
+    if kind == "integer" and re.fullmatch(r"[0-9]{1,18}", text):
+        return int(text)
+    if kind == "boolean" and text in ("true", "false"):
+        return text == "true"
+    return text
+
+
+def _param_problem(param: Param, error: Any) -> Invalid:
+    schema = param.schema
+    details: dict[str, Any] = {"field": param.name}
+    if param.message is not None:
+        message = param.message
+    elif schema.get("type") == "integer" and {"minimum", "maximum"} <= set(schema):
+        message = f"{param.name} must be an integer from {schema['minimum']} to {schema['maximum']}"
+    elif "enum" in schema:
+        message = f"{param.name} must be one of {', '.join(map(str, schema['enum']))}"
+        details["allowed"] = list(schema["enum"])
+    elif error.validator == "maxLength":
+        message = f"{param.name} must be at most {error.validator_value} characters"
+    else:
+        message = f"{param.name} is invalid: {error.message[:200]}"
+    if error.validator in ("enum", "minLength", "maxLength", "minimum", "maximum", "pattern", "type"):
+        details["constraint"] = {error.validator: error.validator_value}
+    return Invalid(param.error_code, message, details)
+
+
+def read_params(request: Request, params: Sequence[Param], *, strict_query: bool = False) -> dict[str, Any]:
+    """The declared parameters by :attr:`Param.arg`, validated (absent optional ones are None).
+
+    An empty header counts as absent. ``strict_query`` refuses undeclared query parameters.
+    """
+    received = dict(request.query_params or {})
+    if strict_query:
+        declared = [p.name for p in params if p.location == "query"]
+        unknown = sorted(set(received) - set(declared))
+        if unknown:
+            raise Invalid("INVALID_QUERY", f"unknown query parameter(s): {', '.join(unknown)}", {"allowed": declared})
+    values: dict[str, Any] = {}
+    for param in params:
+        raw = received.get(param.name) if param.location == "query" else header(request, param.name)
+        if raw is None:
+            if param.required:
+                raise Invalid(param.error_code, param.message or f"{param.name} is required", {"field": param.name})
+            values[param.arg] = None
+            continue
+        text = param.normalise(raw) if param.normalise else raw
+        value = _coerce(text, param.schema)
+        error = next(iter(_validator(json.dumps(param.schema, sort_keys=True)).iter_errors(value)), None)
+        if error is not None:
+            raise _param_problem(param, error)
+        values[param.arg] = value
+    return values
 
 
 def parse_id(value: str, what: str = "id") -> str:
@@ -100,7 +194,7 @@ def parse_id(value: str, what: str = "id") -> str:
     try:
         return str(uuid.UUID(unquote(value)))
     except (ValueError, AttributeError, TypeError):
-        raise ApiError(400, "INVALID_ID", f"{what} must be a UUID, got {value[:60]!r}", {"field": what}) from None
+        raise Invalid("INVALID_ID", f"{what} must be a UUID, got {value[:60]!r}", {"field": what}) from None
 
 
 def header(request: Request, name: str) -> str | None:

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING
+
+# Re-exported: the table's column type, owned (with the statuses) by runtime.shared.status.
+from runtime.shared.status import OutputRole as OutputRole
 
 if TYPE_CHECKING:
     import psycopg
 
     from runtime.shared.db import Row
-
-
-class OutputRole(StrEnum):
-    """What an output is for; stored in ``job_outputs.role``, shown in download bodies."""
-
-    IMAGE = "image"
-    POSTER = "poster"
-    MP4 = "mp4"
-    HLS_MASTER = "hls-master"
-    HLS_RENDITION = "hls-rendition"
-    HLS_SEGMENT = "hls-segment"
 
 
 @dataclass(frozen=True)
