@@ -102,7 +102,7 @@ def keyframes(rendition: Rendition, probed: Probe, stream: int) -> list[IFrame]:
     packets = [p for p in probed.packets if p.stream == stream and p.pos is not None]
     fragmented = rendition.init_uri is not None
     moofs: dict[int, list[int]] = {}
-    found: list[tuple[IFrame, float]] = []
+    found: list[tuple[str, int, int, float]] = []  # uri, offset, length, pts
     for index, packet in enumerate(packets):
         if not packet.key or packet.pos is None:
             continue
@@ -128,12 +128,12 @@ def keyframes(rendition: Rendition, probed: Probe, stream: int) -> list[IFrame]:
                 nxt = rendition.locate(following)
                 if nxt is not None and nxt[0] == seg_index:
                     end = nxt[1]
-        found.append((IFrame(segment.uri, start, max(0, end - start), 0.0), packet.pts or 0.0))
+        found.append((segment.uri, start, max(0, end - start), packet.pts or 0.0))
     ends = [(p.pts or 0.0) + (p.duration or 0.0) for p in packets if p.pts is not None]
     frames: list[IFrame] = []
-    for n, (frame, pts) in enumerate(found):
-        until = found[n + 1][1] if n + 1 < len(found) else max(ends, default=pts)
-        frames.append(IFrame(frame.uri, frame.offset, frame.length, max(0.001, until - pts)))
+    for n, (uri, offset, length, pts) in enumerate(found):
+        until = found[n + 1][3] if n + 1 < len(found) else max(ends, default=pts)
+        frames.append(IFrame(uri, offset, length, max(0.001, until - pts)))
     return frames
 
 
