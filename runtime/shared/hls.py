@@ -224,7 +224,7 @@ def write_master(master: Master) -> str:
             "bandwidth": i.bandwidth,
             "average_bandwidth": i.average_bandwidth,
             "resolution": f"{i.width}x{i.height}",
-            "codecs": i.codecs,
+            "codecs": i.codecs or None,
         }
         out.add_iframe_playlist(m3u8.IFramePlaylist(None, i.uri, info))
     return str(out.dumps())

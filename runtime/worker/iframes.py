@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import math
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import m3u8
-
+from runtime.shared import hls
 from runtime.worker import renditions
 from runtime.worker.outputs import LocalOutput
 from runtime.worker.renditions import Probe, Rendition
@@ -60,12 +59,11 @@ def add_iframe_playlists(master: LocalOutput) -> list[LocalOutput]:
 
     Returns the new playlists as outputs to upload (no job_outputs row: players reach them
     through the master, like the variant playlists' segments)."""
-    text = master.path.read_text()
-    parsed = m3u8.loads(text)
-    lines: list[str] = []
+    parsed = hls.parse_master(master.path.read_text())
+    streams: list[hls.IFrameStream] = []
     outputs: list[LocalOutput] = []
     key_folder = posixpath.dirname(master.key)
-    for variant in parsed.playlists:
+    for variant in parsed.variants:
         try:
             rendition = renditions.load(master.path.parent / variant.uri)
             probed = renditions.probe(rendition)
@@ -83,17 +81,21 @@ def add_iframe_playlists(master: LocalOutput) -> list[LocalOutput]:
         rates = [f.length * 8 / f.duration for f in frames if f.duration > 0]
         total = sum(f.duration for f in frames)
         average = sum(f.length for f in frames) * 8 / total if total > 0 else 0.0
-        declared = [c.strip() for c in (variant.stream_info.codecs or "").split(",") if c.strip()]
+        declared = [c.strip() for c in variant.codecs.split(",") if c.strip()]
         codecs = renditions.codec_string(video) or ",".join(c for c in declared if c.startswith(VIDEO_CODECS))
-        attrs = [f"BANDWIDTH={math.ceil(max(rates or [average]))}", f"AVERAGE-BANDWIDTH={math.ceil(average)}"]
-        attrs.append(f"RESOLUTION={video['width']}x{video['height']}")
-        if codecs:
-            attrs.append(f'CODECS="{codecs}"')
-        attrs.append(f'URI="{uri}"')
-        lines.append("#EXT-X-I-FRAME-STREAM-INF:" + ",".join(attrs))
+        streams.append(
+            hls.IFrameStream(
+                uri=uri,
+                width=int(video["width"]),
+                height=int(video["height"]),
+                codecs=codecs,
+                bandwidth=math.ceil(max(rates or [average])),
+                average_bandwidth=math.ceil(average),
+            )
+        )
         outputs.append(LocalOutput(target, posixpath.normpath(posixpath.join(key_folder, uri)), None, HLS_MIME))
-    if lines:
-        master.path.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+    if streams:
+        master.path.write_text(hls.write_master(replace(parsed, iframes=(*parsed.iframes, *streams))))
     return outputs
 
 
