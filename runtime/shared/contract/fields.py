@@ -299,6 +299,7 @@ class OperationModel(BaseModel):
     seed_schema: ClassVar[dict[str, Any]] = {}
     #: input-only keys that a ``mode="before"`` validator turns into fields (``resolution``)
     input_only: ClassVar[tuple[str, ...]] = ()
+
     @staticmethod
     def schema_extra(schema: dict[str, Any]) -> None:
         """Add what field types cannot say (cross-field rules) to the published schema."""
