@@ -169,10 +169,11 @@ def make_unflagged_video(path: str | Path, interlaced: bool, seconds: float = 1.
     """A 320x240 MJPEG AVI, a format that does not say whether it is interlaced (ffprobe:
     ``field_order=unknown``): moving gradients at 50 fields a second woven bottom field first,
     or the same picture progressive at 25 frames a second. (testsrc2's one-pixel lines look
-    combed to idet even when progressive, so it is not used here.)"""
+    combed to idet even when progressive, so it is not used here.) The gradients' colours are
+    seeded: with a random seed some draws move too little for idet to see the weave."""
     path = Path(path)
     vf = "interlace=scan=bff,format=yuvj422p" if interlaced else "fps=25,format=yuvj422p"
-    args = [FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i", "gradients=size=320x240:rate=50:speed=0.05"]
+    args = [FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i", "gradients=size=320x240:rate=50:speed=0.05:seed=1"]
     _run([*args, "-t", str(seconds), "-vf", vf, "-c:v", "mjpeg", str(path)])
     return path
 
