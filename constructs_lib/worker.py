@@ -29,6 +29,13 @@ from constructs_lib._nag import acknowledge
 
 #: Name of the worker container; the dispatcher overrides its environment with JOB_ID.
 CONTAINER_NAME = "worker"
+#: The only writable path of the worker container (its root filesystem is read-only): a bind
+#: mount on the task's ephemeral storage, TMPDIR of the worker (runtime/worker/Dockerfile
+#: declares the same path as a VOLUME owned by its user, which Fargate keeps for the mount).
+SCRATCH_PATH = "/scratch"
+SCRATCH_VOLUME = "scratch"
+#: The unprivileged user of runtime/worker/Dockerfile, stated again so the task never runs as root.
+WORKER_USER = "10001"
 
 # Fargate's valid CPU units and the memory (MiB) each allows.
 _FARGATE_MEMORY: dict[int, tuple[int, int, int]] = {
@@ -147,18 +154,29 @@ class Worker(Construct):
             ),
         )
         self.task_role: iam.IRole = self.task_definition.task_role
+        # Untrusted media are parsed in here: no capabilities, not root, nothing writable but scratch.
+        linux_parameters = ecs.LinuxParameters(self, "LinuxParameters")
+        linux_parameters.drop_capabilities(ecs.Capability.ALL)
+        self.task_definition.add_volume(name=SCRATCH_VOLUME)
         self.container = self.task_definition.add_container(
             CONTAINER_NAME,
             container_name=CONTAINER_NAME,
             image=props.image or worker_image(props.cpu_architecture),
             essential=True,
             logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=self.log_group),
+            readonly_root_filesystem=True,
+            user=WORKER_USER,
+            linux_parameters=linux_parameters,
             environment={
                 "TRANSCODEX_DATABASE_SECRET_ARN": props.database_secret.secret_arn,
                 "TRANSCODEX_INPUT_BUCKET": props.input_bucket.bucket_name,
                 "TRANSCODEX_OUTPUT_BUCKET": props.output_bucket.bucket_name,
+                "TMPDIR": SCRATCH_PATH,
                 **props.environment,
             },
+        )
+        self.container.add_mount_points(
+            ecs.MountPoint(container_path=SCRATCH_PATH, source_volume=SCRATCH_VOLUME, read_only=False)
         )
         acknowledge(
             self.task_definition,

@@ -495,9 +495,6 @@ def job_id_of(job: dict[str, Any]) -> str:
     return str(job.get("job_id") or job.get("id") or (job.get("job") or {}).get("id"))
 
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".avif", ".heic", ".bmp"}
-
-
 def guess_mime(path: Path) -> str:
     mime, _ = mimetypes.guess_type(path.name)
     if mime:

@@ -289,16 +289,31 @@ def remove_container(job_id: str) -> bool:
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
+#: the worker image's scratch folder (TMPDIR; runtime/worker/Dockerfile)
+SCRATCH = "/scratch"
+
+
+def sandbox_flags(eng: str) -> list[str]:
+    """Read-only root (podman: no writable /tmp either, as on ECS), every capability dropped,
+    and a tmpfs scratch the image's user owns (podman's ``U``; docker honours ``mode``)."""
+    owner = "U" if eng == "podman" else "mode=1777"
+    flags = ["--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
+    flags += ["--tmpfs", f"{SCRATCH}:rw,nosuid,nodev,noexec,{owner}"]
+    return [*flags, "--read-only-tmpfs=false"] if eng == "podman" else flags
+
+
 def container_worker_argv(image: str, env: dict[str, str] | None = None, eng: str | None = None) -> tuple[str, ...]:
     """``podman run`` of the worker image for one job (``{job_id}`` is replaced by the launcher).
 
     ``-e NAME`` without a value passes the launcher's value through, so the argv (which shows
     in ``ps``) carries names only, never the database password. Host networking: the local
     PostgreSQL, S3 and SQS listen on 127.0.0.1. ``--pull=never``: no registry is ever asked.
+    The box is the ECS task's (constructs_lib/worker.py): read-only root, no capabilities, no
+    privilege gain, and one writable scratch folder, a tmpfs owned by the image's user.
     """
     eng = eng or engine()
     names = sorted({*(n for n in (env or {}) if n.startswith(CONTAINER_ENV_PREFIXES)), *CONTAINER_ENV_NAMES})
-    argv = [eng, "run", "--rm", "--network=host", "--name", container_name("{job_id}")]
+    argv = [eng, "run", "--rm", "--network=host", "--name", container_name("{job_id}"), *sandbox_flags(eng)]
     if eng == "podman":
         argv.append("--pull=never")
     for name in names:

@@ -22,6 +22,7 @@ from runtime.shared.contract import (
     ConvertFormat,
     ForceResize,
     JobSpec,
+    MediaFormat,
     OperationModel,
     Resize,
     Rotate,
@@ -30,6 +31,7 @@ from runtime.shared.contract import (
 )
 from runtime.shared.settings import Limits
 from runtime.shared.status import ErrorCode
+from runtime.worker import sandbox
 from runtime.worker.errors import Cancelled, JobFailure
 
 #: libvips' largest coordinate: "unbounded" for a fit box with one side given.
@@ -67,8 +69,10 @@ class ImageHeader:
     height: int
     loader: str
     orientation: int
-    #: the format we can write back in (None: not writable, e.g. SVG, PDF, HEIC)
+    #: the format we can write back in (None: not writable, e.g. HEIC)
     writable_format: str | None = None
+    #: the format read from the file's bytes; its loader is the only one that opens the file
+    source_format: MediaFormat | None = None
 
     @property
     def pixels(self) -> int:
@@ -94,21 +98,22 @@ class ImageResult:
     bytes: int
 
 
+def load(path: Path, fmt: MediaFormat, **options: Any) -> pyvips.Image:
+    """Open ``path`` with ``fmt``'s loader only (never libvips' own guess)."""
+    return getattr(pyvips.Image, fmt.reader)(str(path), **options)
+
+
 def read_header(path: Path, limits: Limits) -> ImageHeader:
-    """Open ``path`` lazily, check the pixel limit from the header (decompression bombs are
-    refused here, before any decoding) and say what it is."""
+    """Open ``path`` lazily with the loader its bytes name (sandbox.py), check the pixel limit
+    from the header (decompression bombs are refused here, before any decoding) and say what it is."""
+    fmt = sandbox.image_format(path)
+    sandbox.restrict_loaders()  # thumbnail() finds its loader itself: only ours are left to find
     try:
-        image = pyvips.Image.new_from_file(str(path), access="sequential")
+        image = load(path, fmt, access="sequential")
     except pyvips.Error as err:
-        text = str(err)
-        if "not a known file format" in text or "is not a known" in text:
-            raise JobFailure(
-                ErrorCode.UNSUPPORTED_FORMAT,
-                "the file is not an image format we can read (JPEG, PNG, WebP, AVIF/HEIF, GIF, TIFF, SVG...); "
-                "check that you uploaded an image and not a renamed file of another type",
-            ) from err
         raise JobFailure(
-            ErrorCode.INPUT_UNREADABLE, f"the image header cannot be read (corrupt or truncated file): {_first(text)}"
+            ErrorCode.INPUT_UNREADABLE,
+            f"the image header cannot be read (corrupt or truncated file): {_first(str(err))}",
         ) from err
     orientation = image.get("orientation") if image.get_typeof("orientation") else 1
     loader = str(image.get("vips-loader"))
@@ -119,7 +124,7 @@ def read_header(path: Path, limits: Limits) -> ImageHeader:
         and image.get("heif-compression") == "av1"
     ):
         writable = "avif"
-    header = ImageHeader(image.width, image.height, loader, int(orientation), writable)
+    header = ImageHeader(image.width, image.height, loader, int(orientation), writable, fmt)
     if header.pixels > limits.max_image_pixels:
         raise JobFailure(
             ErrorCode.LIMIT_EXCEEDED,
@@ -251,7 +256,8 @@ def build_pipeline(path: Path, spec: JobSpec, header: ImageHeader) -> tuple[pyvi
             image = image.copy_memory()
     else:
         access = "random" if needs_random or header.orientation > 1 else "sequential"
-        image = pyvips.Image.new_from_file(str(path), access=access, fail_on=FAIL_ON).autorot()
+        fmt = header.source_format or sandbox.image_format(path)
+        image = load(path, fmt, access=access, fail_on=FAIL_ON).autorot()
     for op in ops:
         image = OPERATIONS[type(op)](image, op, ctx)
     return image, ctx

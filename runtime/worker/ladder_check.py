@@ -36,7 +36,7 @@ import ffmpeg
 import m3u8
 
 from runtime.shared.status import ErrorCode
-from runtime.worker import hls, renditions
+from runtime.worker import hls, renditions, sandbox
 from runtime.worker.errors import JobFailure
 from runtime.worker.renditions import Probe, Rendition, RenditionError
 
@@ -245,8 +245,9 @@ def _source_durations(source: Path) -> dict[str, list[float]]:
     """Durations of the source's video and audio streams, each kind with the container's too: a
     stream's own duration may be missing or differ from the timeline ffmpeg actually reads."""
     try:
-        data = ffmpeg.probe(str(source), cmd=renditions.FFPROBE)
-    except ffmpeg.Error:
+        options = sandbox.ffmpeg_input_options(sandbox.video_format(source))
+        data = ffmpeg.probe(str(source), cmd=renditions.FFPROBE, **options)
+    except (ffmpeg.Error, JobFailure):
         return {}
     overall = _seconds(data.get("format", {}).get("duration"))
     found: dict[str, list[float]] = {}

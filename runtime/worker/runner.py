@@ -26,7 +26,7 @@ from runtime.shared.repo import uploads as uploads_repo
 from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import Settings
 from runtime.shared.status import TERMINAL, ErrorCode, JobStatus
-from runtime.worker import iframes, ladder_check
+from runtime.worker import iframes, ladder_check, sandbox
 from runtime.worker import image as image_ops
 from runtime.worker import video as video_ops
 from runtime.worker.errors import Cancelled, JobFailure, Stopped
@@ -194,6 +194,7 @@ def _process(
     def stage(fraction: float) -> None:
         reporter(DOWNLOADED + (PROCESSED - DOWNLOADED) * fraction)
 
+    sandbox.restrict_loaders()  # for the whole process: no libvips call may guess a loader
     if spec.job_type == JobType.IMAGE:
         result = image_ops.process_image(source, work, spec, settings.limits, stage, deadline)
         return [LocalOutput(result.path, result.path.name, OutputRole.IMAGE, result.mime, result.width, result.height)]

@@ -31,11 +31,11 @@ from typing import Any
 import ffmpeg
 
 from runtime.shared import hls as playlists
-from runtime.shared.contract import OperationModel, Poster, Transcode, TranscodeResolution
+from runtime.shared.contract import MediaFormat, OperationModel, Poster, Transcode, TranscodeResolution
 from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import Limits
 from runtime.shared.status import ErrorCode
-from runtime.worker import hls
+from runtime.worker import hls, sandbox
 from runtime.worker.errors import JobFailure
 from runtime.worker.ffmpeg_run import run_ffmpeg
 from runtime.worker.outputs import LocalOutput
@@ -102,6 +102,8 @@ class VideoInfo:
     full_range: bool = False
     pix_fmt: str = "yuv420p"
     audio: tuple[AudioTrack, ...] = ()
+    #: the container read from the file's bytes (runtime/worker/sandbox.py); None: sniff again
+    container: MediaFormat | None = None
 
     @property
     def has_audio(self) -> bool:
@@ -150,9 +152,11 @@ class Prepared:
 
 
 def probe(path: Path) -> VideoInfo:
-    """ffprobe ``path``; unreadable or non-video inputs raise JobFailure with a clear message."""
+    """ffprobe ``path`` with the demuxer its bytes name (never a guessed one); unreadable or
+    non-video inputs raise JobFailure with a clear message."""
+    container = sandbox.video_format(path)
     try:
-        data = ffmpeg.probe(str(path), cmd=FFPROBE)
+        data = ffmpeg.probe(str(path), cmd=FFPROBE, **sandbox.ffmpeg_input_options(container))
     except ffmpeg.Error as err:
         detail = (err.stderr or b"").decode(errors="replace").strip().splitlines()
         raise JobFailure(
@@ -164,12 +168,6 @@ def probe(path: Path) -> VideoInfo:
     video = next((s for s in streams if s.get("codec_type") == "video" and not _is_cover_art(s)), None)
     if video is None:
         raise JobFailure(ErrorCode.UNSUPPORTED_FORMAT, "the file has no video stream; upload a video file")
-    container = str(data.get("format", {}).get("format_name", ""))
-    if container == "image2" or container.endswith("_pipe"):
-        raise JobFailure(
-            ErrorCode.UNSUPPORTED_FORMAT,
-            f"the file is a still image ({video.get('codec_name', container)}), not a video; submit it as an IMAGE job",
-        )
     duration = _float(data.get("format", {}).get("duration")) or _float(video.get("duration"))
     if not duration or duration <= 0:
         raise JobFailure(ErrorCode.INPUT_UNREADABLE, "the video's duration cannot be determined (damaged file?)")
@@ -184,13 +182,14 @@ def probe(path: Path) -> VideoInfo:
         fps=_frame_rate(video),
         codec=str(video.get("codec_name", "unknown")),
         sar=_ratio(video.get("sample_aspect_ratio")) or Fraction(1),
-        field_order=_field_order(path, video),
+        field_order=_field_order(path, video, container),
         transfer=str(video.get("color_transfer") or "unknown"),
         primaries=str(video.get("color_primaries") or "unknown"),
         matrix=str(video.get("color_space") or "unknown"),
         full_range=video.get("color_range") == "pc" or str(video.get("pix_fmt", "")).startswith("yuvj"),
         pix_fmt=str(video.get("pix_fmt") or "unknown"),
         audio=_audio_tracks([s for s in streams if s.get("codec_type") == "audio"]),
+        container=container,
     )
 
 
@@ -292,7 +291,7 @@ def check_limits(info: VideoInfo, limits: Limits) -> None:
 # --- preparation: interlace, frame rate, dynamic range -----------------------------------------
 
 
-def _field_order(path: Path, video: dict[str, Any]) -> str:
+def _field_order(path: Path, video: dict[str, Any], container: MediaFormat) -> str:
     """The field order the stream declares; a stream that does not say (``unknown``: DV, raw,
     MJPEG...) is measured with ``idet`` over its first :data:`IDET_FRAMES` frames (about 2 s
     of decoding; bench/ladder.py prints what it costs) and called ``tt``/``bb`` when most
@@ -300,7 +299,7 @@ def _field_order(path: Path, video: dict[str, Any]) -> str:
     declared = str(video.get("field_order") or "unknown")
     if declared != "unknown":
         return declared
-    tff, bff, progressive = detect_fields(path)
+    tff, bff, progressive = detect_fields(path, container=container)
     if tff + bff <= progressive:
         return "progressive"
     return "tt" if tff >= bff else "bb"
@@ -311,9 +310,13 @@ def interlace(info: VideoInfo) -> str | None:
     return INTERLACED_ORDERS.get(info.field_order)
 
 
-def detect_fields(source: Path, frames: int = IDET_FRAMES) -> tuple[int, int, int]:
+def detect_fields(
+    source: Path, frames: int = IDET_FRAMES, container: MediaFormat | None = None
+) -> tuple[int, int, int]:
     """idet's multi-frame counts (top-field-first, bottom-field-first, progressive)."""
-    args = [FFMPEG, "-hide_banner", "-nostdin", "-v", "info", "-i", str(source), "-map", "0:v:0", "-an", "-sn"]
+    args = [FFMPEG, "-hide_banner", "-nostdin", "-v", "info"]
+    args += [*sandbox.ffmpeg_input_args(container or sandbox.video_format(source)), "-i", str(source)]
+    args += ["-map", "0:v:0", "-an", "-sn"]
     args += ["-frames:v", str(frames), "-vf", "idet", "-f", "null", "-"]
     proc = subprocess.run(
         args,
@@ -552,6 +555,12 @@ def available_cpus() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+def source_input(source: Path, info: VideoInfo, **options: Any) -> Any:
+    """The upload as an ffmpeg input, pinned to its container's demuxer and to local files."""
+    container = info.container or sandbox.video_format(source)
+    return ffmpeg.input(str(source), **sandbox.ffmpeg_input_options(container), **options)
+
+
 def _global(cmd: Any) -> Any:
     return cmd.global_args(
         "-hide_banner",
@@ -599,7 +608,7 @@ def ladder_command(
     (one folder per rung) and one audio rendition per source track (``audio_{n}``)."""
     prep = prep or prepare(info)
     fmp4 = op.segment_type == "fmp4"
-    inp = ffmpeg.input(str(source), threads=available_cpus())
+    inp = source_input(source, info, threads=available_cpus())
     video = prepared_video(inp["v:0"], info, prep)
     streams: list[Any] = scaled_outputs(video, info, prep, [(r.width, r.height) for r in rungs])
     group = f",agroup:{AUDIO_GROUP}" if info.audio else ""
@@ -636,7 +645,7 @@ def mp4_command(
     """One MP4: the prepared video at ``width`` x ``height``, the default audio track."""
     prep = prep or prepare(info)
     cpus = available_cpus()
-    inp = ffmpeg.input(str(source), threads=cpus)
+    inp = source_input(source, info, threads=cpus)
     [video] = scaled_outputs(prepared_video(inp["v:0"], info, prep), info, prep, [(width, height)])
     default = next((t for t in info.audio if t.default), None)
     streams = [video, inp[f"a:{default.index}"]] if default else [video]
@@ -658,7 +667,7 @@ def poster_command(
     display_w, display_h = info.display_size
     w = _even(width) if width else _even(display_w)
     h = _even(w * display_h / display_w)
-    inp = ffmpeg.input(str(source), ss=f"{at:.3f}")
+    inp = source_input(source, info, ss=f"{at:.3f}")
     [video] = scaled_outputs(prepared_video(inp["v:0"], info, prep), info, prep, [(w, h)])
     out = ffmpeg.output(video, str(target), vframes=1, **{"q:v": 2, "update": 1})
     return list(_global(out).overwrite_output().compile(cmd=FFMPEG))

@@ -68,6 +68,28 @@ def test_given_the_built_image_when_inspected_then_it_is_under_budget_non_root_a
     assert uid != "0" and tools == []
 
 
+def test_given_the_jobs_sandbox_flags_when_the_image_runs_then_only_scratch_is_writable_and_no_capability_held(
+    worker_image: str,
+) -> None:
+    script = (
+        "id -u; grep CapEff /proc/self/status; "
+        "for d in /app /tmp /home/worker /scratch; do touch $d/probe 2>/dev/null && echo $d=rw || echo $d=ro; done"
+    )
+    eng = images.engine()
+    flags = ["--rm", "--pull=never", "--network=none", *images.sandbox_flags(eng)]
+    proc = subprocess.run(
+        [eng, "run", *flags, "--entrypoint", "sh", worker_image, "-c", script],
+        capture_output=True,
+        text=True,
+        env=images.engine_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    uid, _, capabilities, *writable = proc.stdout.split()
+    assert uid != "0" and int(capabilities, 16) == 0
+    assert writable == ["/app=ro", "/tmp=ro", "/home/worker=ro", "/scratch=rw"]
+
+
 def test_given_the_built_image_when_asked_for_versions_then_libvips_and_ffmpeg_are_the_tests_own(
     worker_image: str,
 ) -> None:

@@ -347,3 +347,36 @@ def test_given_default_props_when_synth_then_the_claim_timeout_is_between_timeou
     function = synth.template["Resources"][_function_id(synth, "QueueFunction")]["Properties"]
     claim = int(function["Environment"]["Variables"][CLAIM_TIMEOUT_ENV])
     assert function["Timeout"] < claim < visibility
+
+
+def test_given_default_props_when_synth_then_the_worker_runs_unprivileged_read_only_with_one_scratch_mount(
+    synth: Synth,
+) -> None:
+    from constructs_lib.worker import SCRATCH_PATH, SCRATCH_VOLUME
+
+    _, task_def = synth.one("AWS::ECS::TaskDefinition")
+    (container,) = task_def["Properties"]["ContainerDefinitions"]
+    assert container["ReadonlyRootFilesystem"] is True
+    assert container["User"] not in ("", "0", "root") and not container["User"].startswith(("0:", "root:"))
+    assert container["LinuxParameters"]["Capabilities"] == {"Drop": ["ALL"]}
+    assert container.get("Privileged") in (None, False)
+    assert container["MountPoints"] == [
+        {"ContainerPath": SCRATCH_PATH, "ReadOnly": False, "SourceVolume": SCRATCH_VOLUME}
+    ]
+    (volume,) = task_def["Properties"]["Volumes"]
+    assert volume == {"Name": SCRATCH_VOLUME}  # a bind mount on the task's ephemeral storage, no host path
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["TMPDIR"] == SCRATCH_PATH
+
+
+def test_given_the_worker_dockerfile_when_read_then_its_user_and_scratch_are_the_task_definitions() -> None:
+    import re
+    from pathlib import Path
+
+    from constructs_lib.worker import SCRATCH_PATH, WORKER_USER
+
+    text = (Path(__file__).resolve().parents[2] / "runtime" / "worker" / "Dockerfile").read_text()
+    assert re.findall(r"^USER (\S+)", text, re.M)[-1] == WORKER_USER
+    assert re.search(rf"^VOLUME \[\"{SCRATCH_PATH}\"\]", text, re.M)
+    assert re.search(rf"\bTMPDIR={SCRATCH_PATH}\b", text)
+    assert re.search(rf"chown worker {SCRATCH_PATH}\b", text)

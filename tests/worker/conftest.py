@@ -49,11 +49,17 @@ Submit = Callable[..., str]
 
 @pytest.fixture()
 def submit(settings: Any, db: Any) -> Submit:
-    """``submit(path_or_bytes, job_type, operations, filename=None) -> job_id``."""
+    """``submit(path_or_bytes, job_type, operations, filename=None, content_type=...) -> job_id``."""
     from runtime.shared.aws import client
     from tests.factories import insert_job, insert_upload, insert_user
 
-    def _submit(source: Path | bytes, job_type: str, operations: Any, filename: str | None = None) -> str:
+    def _submit(
+        source: Path | bytes,
+        job_type: str,
+        operations: Any,
+        filename: str | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> str:
         body = source if isinstance(source, bytes) else Path(source).read_bytes()
         name = filename or (Path(source).name if not isinstance(source, bytes) else "upload.bin")
         with db.connection() as conn:
@@ -63,7 +69,7 @@ def submit(settings: Any, db: Any) -> Submit:
                 user_id,
                 media_type=job_type,
                 filename=name,
-                content_type="application/octet-stream",
+                content_type=content_type,
                 size_bytes=len(body),
                 status="UPLOADED",
             )

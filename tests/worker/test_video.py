@@ -197,12 +197,12 @@ def test_given_still_image_when_probed_as_video_then_unsupported_format(photo: P
     assert err.value.code == ErrorCode.UNSUPPORTED_FORMAT and "IMAGE job" in err.value.message
 
 
-def test_given_text_file_when_probed_then_input_unreadable(tmp_path: Path) -> None:
+def test_given_text_file_when_probed_then_unsupported_format_before_ffprobe(tmp_path: Path) -> None:
     fake = tmp_path / "movie.mp4"
     fake.write_text("not a video\n" * 50)
     with pytest.raises(JobFailure) as err:
         probe(fake)
-    assert err.value.code == ErrorCode.INPUT_UNREADABLE
+    assert err.value.code == ErrorCode.UNSUPPORTED_FORMAT
 
 
 # --- HLS ----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.domain import Conflict, Invalid, NotFound, TooLarge, Unavailable, Unprocessable
 from runtime.shared import keys
+from runtime.shared.contract import MIME_ALIASES, MIME_TYPES
 from runtime.shared.repo import uploads as uploads_repo
 from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS
 from runtime.shared.status import UploadStatus, can_complete
@@ -28,35 +29,6 @@ MULTIPART_THRESHOLD_BYTES = 100 * 1024**2
 S3_SINGLE_PUT_LIMIT = 5 * 1024**3
 MIN_PART_BYTES = 16 * 1024**2
 MAX_PARTS = 10_000
-
-MIME_TYPES: dict[str, tuple[str, ...]] = {
-    "IMAGE": (
-        "image/jpeg",
-        "image/jpg",
-        "image/pjpeg",
-        "image/png",
-        "image/webp",
-        "image/avif",
-        "image/gif",
-        "image/tiff",
-        "image/heic",
-        "image/heif",
-        "image/bmp",
-    ),
-    "VIDEO": (
-        "video/mp4",
-        "video/quicktime",
-        "video/webm",
-        "video/x-matroska",
-        "video/x-msvideo",
-        "video/mpeg",
-        "video/ogg",
-        "video/3gpp",
-        "video/x-m4v",
-        "video/mp2t",
-        "video/x-flv",
-    ),
-}
 
 
 def public_upload(row: dict[str, Any]) -> dict[str, Any]:
@@ -73,10 +45,6 @@ def public_upload(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": row["created_at"],
         "completed_at": row["completed_at"],
     }
-
-
-#: Non-standard names clients send (the seed's own example uses image/jpg) -> what browsers send.
-MIME_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "video/x-m4v": "video/mp4"}
 
 
 def _presign(deps: Deps, key: str, mime: str, size: int | None, multipart_id: str | None) -> dict[str, Any]:

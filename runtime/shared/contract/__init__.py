@@ -4,6 +4,7 @@ Each operation is a pydantic model (``image.py``, ``video.py``) whose ``op`` dis
 :data:`Operation` union; ``job.py`` reads a job in the list form or the seed's object form into a
 :class:`JobSpec` and publishes the models' JSON Schema for /openapi.json. Errors keep one shape:
 :class:`Problem` (operation, index, field, received, allowed) inside :class:`ContractError`.
+``media.py`` is the one list of accepted media formats: the API's MIME types, the worker's readers.
 """
 
 from runtime.shared.contract.fields import FieldError, JobType, OperationModel
@@ -33,6 +34,8 @@ from runtime.shared.contract.job import (
     operations_schema,
     parse_job,
 )
+from runtime.shared.contract.media import FORMATS as MEDIA_FORMATS
+from runtime.shared.contract.media import MIME_ALIASES, MIME_TYPES, MediaFormat, sniff
 from runtime.shared.contract.problems import ContractError, Problem
 from runtime.shared.contract.video import (
     DEFAULT_LADDER,
@@ -52,6 +55,9 @@ __all__ = [
     "IMAGE_MODELS",
     "MAX_DIMENSION",
     "MAX_OPERATIONS",
+    "MEDIA_FORMATS",
+    "MIME_ALIASES",
+    "MIME_TYPES",
     "POSITIONS",
     "REGISTRY",
     "SEGMENT_TYPES",
@@ -65,6 +71,7 @@ __all__ = [
     "ImageOperation",
     "JobSpec",
     "JobType",
+    "MediaFormat",
     "Operation",
     "OperationModel",
     "Poster",
@@ -81,4 +88,5 @@ __all__ = [
     "operation_schema",
     "operations_schema",
     "parse_job",
+    "sniff",
 ]
