@@ -38,7 +38,12 @@ def _sleeper(started: list[subprocess.Popen[bytes]], *args: str) -> subprocess.P
 
 def test_given_a_running_child_when_read_then_its_argv_and_none_once_reaped(spawn: list) -> None:
     proc = _sleeper(spawn, "--marker", "m1")
-    assert command_line(proc.pid) == [sys.executable, "-c", SLEEP, "--marker", "m1"]
+    expected = [sys.executable, "-c", SLEEP, "--marker", "m1"]
+    # Between fork and exec the child still shows the parent's (or an empty) command line.
+    deadline = time.monotonic() + 5.0
+    while command_line(proc.pid) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert command_line(proc.pid) == expected
     proc.kill()
     proc.wait()
     assert command_line(proc.pid) is None
