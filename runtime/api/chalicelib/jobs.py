@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime.api.chalicelib import uploads
+from runtime.api.chalicelib import quotas, uploads
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.domain import Conflict, Invalid, NotFound, Unavailable, Unprocessable
@@ -114,7 +114,14 @@ def process(
         raise Conflict("UPLOAD_INCOMPLETE", "complete the multipart upload before processing it")
     size = uploads.check_size(deps, uploads.stored_size(deps, upload["object_key"]), upload)
     uploads.mark_uploaded(deps, upload_id, size)
-    with deps.db.connection() as conn:
+    with deps.db.connection() as conn, conn.transaction():
+        # Per-user limits: counted under the user's lock in the transaction that inserts the
+        # job, so parallel requests cannot all pass. A replay of an earlier key is no new job.
+        replayed = (
+            jobs_repo.find_by_idempotency_key(conn, principal.user_id, idempotency_key) if idempotency_key else None
+        )
+        if replayed is None:
+            quotas.check_job(conn, principal.user_id, deps.settings.limits)
         job, created = jobs_repo.create(
             conn,
             user_id=principal.user_id,

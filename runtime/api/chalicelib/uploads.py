@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime.api.chalicelib import quotas
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.domain import Conflict, Invalid, NotFound, TooLarge, Unavailable, Unprocessable
@@ -153,8 +154,10 @@ def create(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, 
         raise Invalid("INVALID_BODY", "a multipart upload needs size_bytes", {"field": "size_bytes"})
     upload_id = str(uuid.uuid4())
     key = keys.upload_key(principal.user_id, upload_id, str(body["file_name"]))
-    # The row first: whatever happens in S3 afterwards, the upload has a record.
-    with deps.db.connection() as conn:
+    # The row first: whatever happens in S3 afterwards, the upload has a record. Per-user
+    # limits are counted under the user's lock in the same transaction.
+    with deps.db.connection() as conn, conn.transaction():
+        quotas.check_upload(conn, principal.user_id, s.limits, size)
         uploads_repo.create(
             conn,
             upload_id=upload_id,
