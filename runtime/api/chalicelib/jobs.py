@@ -26,6 +26,7 @@ from runtime.shared.log import bind
 from runtime.shared.messages import JobMessage
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.repo import outputs as outputs_repo
+from runtime.shared.repo import uploads as uploads_repo
 from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import presigned_ttl
 from runtime.shared.status import ErrorCode, JobStatus, UploadStatus, can_complete
@@ -122,6 +123,10 @@ def process(
         )
         if replayed is None:
             quotas.check_job(conn, principal.user_id, deps.settings.limits)
+            # Under the same lock as an abort: the upload was not aborted since it was read.
+            current = uploads_repo.get(conn, upload_id, principal.user_id)
+            if current is None or not can_complete(UploadStatus(current["status"])):
+                raise uploads.aborted()
         job, created = jobs_repo.create(
             conn,
             user_id=principal.user_id,

@@ -17,7 +17,9 @@ from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.domain import Conflict, Invalid, NotFound, TooLarge, Unavailable, Unprocessable
 from runtime.shared import keys
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.repo import uploads as uploads_repo
+from runtime.shared.repo import usage
 from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS
 from runtime.shared.status import UploadStatus, can_complete
 from runtime.shared.storage import error_code, head_size
@@ -131,8 +133,24 @@ def _presign(deps: Deps, key: str, mime: str, size: int | None, multipart_id: st
     }
 
 
+#: Bidirectional embedding, override and isolate controls: they make ``evil\u202egpj.exe`` read
+#: as ``evilexe.jpg`` wherever the name is shown, so a name carrying one is refused.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_file_name(name: str) -> None:
+    found = sorted({f"U+{ord(c):04X}" for c in name if c in BIDI_CONTROLS})
+    if found:
+        raise Unprocessable(
+            "INVALID_FILE_NAME",
+            "file_name must not contain bidirectional control characters",
+            {"field": "file_name", "characters": found},
+        )
+
+
 def create(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
     s = deps.settings
+    check_file_name(str(body["file_name"]))
     file_type = str(body["file_type"]).upper()
     declared = str(body["mime_type"]).strip().lower()
     mime = MIME_ALIASES.get(declared, declared)
@@ -283,8 +301,25 @@ def complete(deps: Deps, principal: Principal, upload_id: str, body: dict[str, A
 
 
 def abort(deps: Deps, principal: Principal, upload_id: str) -> dict[str, Any]:
+    """ABORTED, then its object deleted; refused (409) while a job not finished needs the input.
+
+    The row changes first, under the user's lock that job creation also takes (``quotas``), so
+    no job can be created for the upload between the check and the deletion; a failed S3 call
+    leaves it ABORTED (the multipart id recorded) and a retried abort finishes the cleanup."""
     upload = owned(deps, principal, upload_id)
     s = deps.settings
+    with deps.db.connection() as conn, conn.transaction():
+        usage.lock_user(conn, principal.user_id)
+        busy = jobs_repo.active_for_upload(conn, upload_id)
+        if busy:
+            raise Conflict(
+                "UPLOAD_IN_USE",
+                "a job that has not finished uses this upload; cancel it or wait for it to finish",
+                {"upload_id": upload_id, "job_ids": busy},
+            )
+        uploads_repo.abort(
+            conn, upload_id, user_id=principal.user_id, multipart_upload_id=upload["multipart_upload_id"]
+        )
     try:
         if upload["multipart_upload_id"]:
             try:

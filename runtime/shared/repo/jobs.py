@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from runtime.shared.db import Row
 from runtime.shared.log import job_status_metric
-from runtime.shared.status import AWAITING_WORKER, TERMINAL, WITH_WORKER, ErrorCode, JobStatus, sources
+from runtime.shared.status import ACTIVE, AWAITING_WORKER, TERMINAL, WITH_WORKER, ErrorCode, JobStatus, sources
 
 if TYPE_CHECKING:
     from runtime.shared.contract import JobSpec
@@ -73,6 +73,15 @@ def page_for_user(
             ORDER BY created_at DESC, id DESC LIMIT %s""",
         (*args, limit),
     ).fetchall()
+
+
+def active_for_upload(conn: Connection, upload_id: str) -> list[str]:
+    """Ids of the upload's jobs not finished yet (QUEUED, DISPATCHED, RUNNING): they need its input."""
+    rows = conn.execute(
+        "SELECT id FROM jobs WHERE upload_id = %s AND status = ANY(%s) ORDER BY created_at",
+        (upload_id, sorted(s.value for s in ACTIVE)),
+    ).fetchall()
+    return [str(row["id"]) for row in rows]
 
 
 def unfinished(conn: Connection) -> list[Row]:
