@@ -5,17 +5,13 @@ of them has added to yet; every refusal is 429 with a code, the limit and Retry-
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from runtime.api.chalicelib import deps as api_deps
-from runtime.api.chalicelib.deps import Deps
 from tests.api.conftest import Caller, upload_file
 from tests.media import make_image
 
@@ -25,21 +21,6 @@ SEED_OPERATIONS = {"ROTATE": "180"}
 @pytest.fixture(scope="module")
 def jpeg(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return Path(make_image(tmp_path_factory.mktemp("limits") / "a.jpg", 32, 24)).read_bytes()
-
-
-@pytest.fixture()
-def limited(deps: Deps) -> Iterator[Any]:
-    """Install Deps whose limits a test chooses: ``limited(max_active_jobs_per_user=3)``."""
-    previous: list[Any] = []
-
-    def install(**limits: int | bool) -> Deps:
-        changed = replace(deps, settings=replace(deps.settings, limits=replace(deps.settings.limits, **limits)))
-        previous.append(api_deps.install(changed))
-        return changed
-
-    yield install
-    if previous:
-        api_deps.install(previous[0])
 
 
 def _parallel(count: int, call: Any) -> list[requests.Response]:

@@ -75,3 +75,54 @@ def test_given_a_job_not_finished_when_its_upload_is_aborted_then_409_and_the_in
     assert alice.call("POST", f"/media/jobs/{job_id}/cancel").status_code == 200
     assert alice.call("POST", f"/media/upload/{upload['upload_id']}/abort").status_code == 200
     assert head_size(s3, settings.input_bucket, upload["key"]) is None
+
+
+# --- sizes bounded by S3 -------------------------------------------------------------------
+
+
+def test_given_a_declared_size_when_more_bytes_are_put_then_s3_refuses_with_403(alice: Caller, settings: Any) -> None:
+    body = _upload(alice, "a.jpg", size_bytes=1000).json_body
+    over = requests.put(body["presigned_url"], data=b"x" * 5000, headers=body["headers"], timeout=30)
+    under = requests.put(body["presigned_url"], data=b"x" * 999, headers=body["headers"], timeout=30)
+    assert (over.status_code, under.status_code) == (403, 403)
+    assert head_size(aws_client("s3", settings), settings.input_bucket, body["key"]) is None
+    exact = requests.put(body["presigned_url"], data=b"x" * 1000, headers=body["headers"], timeout=30)
+    assert exact.status_code == 200
+
+
+def test_given_the_seed_body_when_its_post_form_carries_more_than_the_limit_then_s3_refuses(
+    alice: Caller, settings: Any, limited: Any
+) -> None:
+    limited(max_input_bytes=1000)
+    body = _upload(alice, "a.jpg").json_body
+    post = body["presigned_post"]
+    over = requests.post(post["url"], data=post["fields"], files={"file": b"x" * 5000}, timeout=30)
+    assert over.status_code in (400, 403), over.text
+    assert head_size(aws_client("s3", settings), settings.input_bucket, body["key"]) is None
+
+
+def test_given_sizes_are_required_when_the_seed_body_omits_it_then_422_and_no_unbounded_url(
+    alice: Caller, limited: Any
+) -> None:
+    limited(require_upload_size=True)
+    response = _upload(alice, "a.jpg")
+    assert response.status_code == 422 and _error(response)["code"] == "SIZE_REQUIRED"
+    assert _upload(alice, "a.jpg", size_bytes=10).status_code == 201
+
+
+@pytest.mark.parametrize("step", ["complete", "process"])
+def test_given_an_unsized_put_over_the_limit_when_completed_or_processed_then_413_and_the_object_is_deleted(
+    alice: Caller, settings: Any, limited: Any, step: str
+) -> None:
+    limited(max_input_bytes=1000)
+    body = upload_file(alice, b"x" * 5000)  # the seed's body: S3 cannot bound this PUT
+    s3 = aws_client("s3", settings)
+    assert head_size(s3, settings.input_bucket, body["key"]) == 5000
+    if step == "complete":
+        response = alice.call("POST", f"/media/upload/{body['upload_id']}/complete", {})
+    else:
+        response = alice.call(
+            "POST", "/media/process", {"job_type": "IMAGE", "upload_id": body["upload_id"], "operations": OPERATIONS}
+        )
+    assert response.status_code == 413 and _error(response)["code"] == "FILE_TOO_LARGE"
+    assert head_size(s3, settings.input_bucket, body["key"]) is None

@@ -113,7 +113,7 @@ def process(
         raise uploads.aborted()
     if upload["multipart_upload_id"]:
         raise Conflict("UPLOAD_INCOMPLETE", "complete the multipart upload before processing it")
-    size = uploads.check_size(deps, uploads.stored_size(deps, upload["object_key"]), upload)
+    size = uploads.uploaded_size(deps, upload)
     uploads.mark_uploaded(deps, upload_id, size)
     with deps.db.connection() as conn, conn.transaction():
         # Per-user limits: counted under the user's lock in the transaction that inserts the

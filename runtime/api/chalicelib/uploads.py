@@ -161,6 +161,12 @@ def create(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, 
             {"field": "mime_type", "allowed": list(MIME_TYPES[file_type])},
         )
     size = body.get("size_bytes")
+    if size is None and s.limits.require_upload_size:
+        raise Unprocessable(
+            "SIZE_REQUIRED",
+            "declare the file's size_bytes: every upload URL signs its exact length",
+            {"field": "size_bytes", "max_bytes": s.limits.max_input_bytes},
+        )
     if size is not None and size > s.limits.max_input_bytes:
         raise TooLarge(
             "FILE_TOO_LARGE",
@@ -250,6 +256,23 @@ def check_size(deps: Deps, size: int | None, upload: dict[str, Any]) -> int:
     return size
 
 
+def uploaded_size(deps: Deps, upload: dict[str, Any]) -> int:
+    """The stored object's size once checked (:func:`check_size`). An object over the limit is
+    deleted here, wherever the check runs (``complete``, ``process``): an undeclared size gets
+    a PUT URL that S3 does not bound, so the object may be larger than we allow."""
+    size = stored_size(deps, upload["object_key"])
+    try:
+        return check_size(deps, size, upload)
+    except TooLarge:
+        try:
+            deps.s3.delete_object(Bucket=deps.settings.input_bucket, Key=upload["object_key"])
+        except (ClientError, BotoCoreError) as err:  # the sweeper and the lifecycle remain
+            log.error("could not delete an oversized upload", extra={"upload_id": upload["id"], "error": str(err)})
+        else:
+            log.warning("oversized upload deleted", extra={"upload_id": upload["id"], "size_bytes": size})
+        raise
+
+
 def mark_uploaded(deps: Deps, upload_id: str, size: int) -> dict[str, Any]:
     with deps.db.connection() as conn:
         row = uploads_repo.mark_uploaded(conn, upload_id, size)
@@ -290,14 +313,7 @@ def complete(deps: Deps, principal: Principal, upload_id: str, body: dict[str, A
                 raise Invalid("INVALID_PARTS", f"S3 refused the parts: {code}", {"s3_error": code}) from None
             else:
                 raise Unavailable("STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
-    size = stored_size(deps, upload["object_key"])
-    try:
-        check_size(deps, size, upload)
-    except TooLarge:
-        deps.s3.delete_object(Bucket=s.input_bucket, Key=upload["object_key"])
-        raise
-    assert size is not None
-    return public_upload(mark_uploaded(deps, upload_id, size))
+    return public_upload(mark_uploaded(deps, upload_id, uploaded_size(deps, upload)))
 
 
 def abort(deps: Deps, principal: Principal, upload_id: str) -> dict[str, Any]:
