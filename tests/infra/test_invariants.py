@@ -267,7 +267,7 @@ def test_given_default_props_when_synth_then_a_schedule_runs_the_sweeper_every_f
     assert not any(name.startswith("TRANSCODEX_ECS_") for name in env)
 
 
-def test_given_default_props_when_synth_then_the_sweeper_may_only_send_jobs_head_and_delete_media_and_read_the_db_secret(
+def test_given_default_props_when_synth_then_the_sweeper_may_only_send_jobs_and_head_and_delete_media(
     synth: Synth,
 ) -> None:
     sweeper = synth.template["Resources"][_function_id(synth, "SweepFunction")]
