@@ -49,6 +49,15 @@ def load_app_spec() -> AppSpec:
     return runtime_interface().app
 
 
+#: The per-user limits (runtime.shared.settings.Limits), as props of ApiProps and the platform.
+PER_USER_LIMITS = (
+    "max_active_jobs_per_user",
+    "max_jobs_per_hour_per_user",
+    "max_pending_uploads_per_user",
+    "max_stored_bytes_per_user",
+)
+
+
 @dataclass(frozen=True)
 class ApiProps:
     """Properties of :class:`Api`."""
@@ -92,6 +101,21 @@ class ApiProps:
     #: Extra environment of the function (limits, log level).
     #: Default: - none.
     environment: Mapping[str, str] = field(default_factory=dict)
+    #: Jobs of one user QUEUED, DISPATCHED or RUNNING at once; over it POST /media/process is 429.
+    #: Default: - the runtime's (10).
+    max_active_jobs_per_user: int | None = None
+    #: Jobs one user may create in any rolling hour.
+    #: Default: - the runtime's (100).
+    max_jobs_per_hour_per_user: int | None = None
+    #: Uploads of one user pending (presigned, not uploaded) at once.
+    #: Default: - the runtime's (20).
+    max_pending_uploads_per_user: int | None = None
+    #: Input bytes one user may hold (uploads in the input lifecycle plus pending reservations).
+    #: Default: - the runtime's (20 GiB).
+    max_stored_bytes_per_user: int | None = None
+    #: Refuse uploads that do not declare ``size_bytes``, so every presigned PUT signs its length.
+    #: Default: - false (the seed's body omits the size).
+    require_upload_size: bool = False
     #: Retention of the function and access log groups.
     #: Default: - one month.
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
@@ -99,7 +123,22 @@ class ApiProps:
     #: Default: - RETAIN.
     log_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
 
+    def limits_environment(self) -> dict[str, str]:
+        """The per-user limits set on these props, as the runtime's TRANSCODEX_* variables."""
+        env = {
+            f"TRANSCODEX_{name.upper()}": str(getattr(self, name))
+            for name in PER_USER_LIMITS
+            if getattr(self, name) is not None
+        }
+        if self.require_upload_size:
+            env["TRANSCODEX_REQUIRE_UPLOAD_SIZE"] = "1"
+        return env
+
     def validate(self) -> None:
+        for name in PER_USER_LIMITS:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
         if not self.stage_name or not self.stage_name.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"stage_name must be letters, digits, '-' or '_', got {self.stage_name!r}")
         if self.throttling_rate_limit < 1 or self.throttling_burst_limit < 1:
@@ -170,6 +209,7 @@ class Api(Construct):
                 # One request at a time per container: one connection is all it can use.
                 runtime_interface().api_pool_size_env: "1",
                 **props.environment,
+                **props.limits_environment(),
             },
             timeout=Duration.seconds(props.timeout_seconds),
             memory_size_mib=props.memory_size_mib,

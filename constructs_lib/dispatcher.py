@@ -18,7 +18,14 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from constructs_lib._grants import INPUT_PREFIX, acknowledge_prefix_grants, grant_object_read
+from constructs_lib._grants import (
+    INPUT_PREFIX,
+    OUTPUT_PREFIX,
+    acknowledge_prefix_grants,
+    grant_list_prefix,
+    grant_object_delete,
+    grant_object_read,
+)
 from constructs_lib._lambda import runtime_function
 from constructs_lib._runtime_interface import runtime_interface
 from constructs_lib.queue import VISIBILITY_TIMEOUT_FACTOR
@@ -74,9 +81,13 @@ class DispatcherProps:
     #: Capacity provider of worker tasks: "FARGATE" or "FARGATE_SPOT".
     #: Default: - the FARGATE launch type.
     capacity_provider: str | None = None
-    #: Bucket of uploads; the sweeper HEADs ``input/`` objects of stale PENDING uploads.
+    #: Bucket of uploads; the sweeper HEADs ``input/`` objects of stale PENDING uploads, deletes
+    #: oversized ones and a deleted account's.
     #: Default: - the worker's input bucket.
     input_bucket: s3.IBucket | None = None
+    #: Bucket of outputs; the sweeper deletes a deleted account's ``output/{user}/`` objects.
+    #: Default: - the worker's output bucket.
+    output_bucket: s3.IBucket | None = None
     #: Minutes between two runs of the sweeper (re-sends stale QUEUED jobs, fails lost workers'
     #: jobs with TIMEOUT, settles stale PENDING uploads); 1-60.
     #: Default: - 5.
@@ -237,15 +248,17 @@ class Dispatcher(Construct):
             targets=[targets.LambdaFunction(self.task_state_function, retry_attempts=4)],
         )
         input_bucket = props.input_bucket or worker.input_bucket
+        output_bucket = props.output_bucket or worker.output_bucket
         self.sweep_function: lambda_.Function = dispatcher_function(
             "SweepFunction",
             "handle_sweep",
             "TranscodeX: re-queues stale jobs, fails jobs of lost workers, settles stale uploads",
-            # Database, queue and input bucket only: the sweeper never starts or stops tasks.
+            # Database, queue and buckets only: the sweeper never starts or stops tasks.
             env={
                 "TRANSCODEX_DATABASE_SECRET_ARN": props.database_secret.secret_arn,
                 "TRANSCODEX_QUEUE_URL": props.queue.queue_url,
                 "TRANSCODEX_INPUT_BUCKET": input_bucket.bucket_name,
+                "TRANSCODEX_OUTPUT_BUCKET": output_bucket.bucket_name,
                 **props.environment,
             },
         )
@@ -259,8 +272,12 @@ class Dispatcher(Construct):
         )
         props.queue.grant_send_messages(self.sweep_function)
         grant_object_read(input_bucket, self.sweep_function, INPUT_PREFIX)
+        # Oversized stale uploads, and a deleted account's media in both buckets.
+        grant_object_delete(input_bucket, self.sweep_function, INPUT_PREFIX)
+        grant_list_prefix(output_bucket, self.sweep_function, OUTPUT_PREFIX)
+        grant_object_delete(output_bucket, self.sweep_function, OUTPUT_PREFIX)
         assert self.sweep_function.role is not None
-        acknowledge_prefix_grants(self.sweep_function.role, input_bucket)
+        acknowledge_prefix_grants(self.sweep_function.role, input_bucket, output_bucket)
         worker.grant_run(self.queue_function)
         for function in (
             self.queue_function,

@@ -14,7 +14,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from constructs_lib._runtime_interface import AppSpec
-from constructs_lib.api import Api, ApiProps
+from constructs_lib.api import PER_USER_LIMITS, Api, ApiProps
 from constructs_lib.database import Database, DatabaseProps
 from constructs_lib.dispatcher import Dispatcher, DispatcherProps
 from constructs_lib.migrations import Migrations, MigrationsProps
@@ -138,6 +138,22 @@ class TranscodexPlatformProps:
     #: Wall time of one worker run, in seconds.
     #: Default: - the runtime's (3600).
     worker_timeout_seconds: int | None = None
+    #: Jobs of one user QUEUED, DISPATCHED or RUNNING at once (each may be a Fargate task).
+    #: Default: - the runtime's (10).
+    max_active_jobs_per_user: int | None = None
+    #: Jobs one user may create in any rolling hour.
+    #: Default: - the runtime's (100).
+    max_jobs_per_hour_per_user: int | None = None
+    #: Uploads of one user pending (presigned, not uploaded) at once.
+    #: Default: - the runtime's (20).
+    max_pending_uploads_per_user: int | None = None
+    #: Input bytes one user may hold (uploads in the input lifecycle plus pending reservations).
+    #: Default: - the runtime's (20 GiB).
+    max_stored_bytes_per_user: int | None = None
+    #: Refuse uploads that do not declare ``size_bytes`` (the seed's body does not), so every
+    #: presigned PUT signs its exact Content-Length.
+    #: Default: - false (the seed's clients keep working).
+    require_upload_size: bool = False
     #: Runtime log level: DEBUG, INFO, WARNING or ERROR.
     #: Default: - "INFO".
     log_level: str = "INFO"
@@ -161,6 +177,7 @@ class TranscodexPlatformProps:
             "max_video_duration_seconds",
             "max_video_pixels",
             "worker_timeout_seconds",
+            *PER_USER_LIMITS,
         ):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -177,10 +194,13 @@ class TranscodexPlatformProps:
             "max_video_duration_seconds",
             "max_video_pixels",
             "worker_timeout_seconds",
+            *PER_USER_LIMITS,
         ):
             value = getattr(self, name)
             if value is not None:
                 env[f"TRANSCODEX_{name.upper()}"] = str(value)
+        if self.require_upload_size:
+            env["TRANSCODEX_REQUIRE_UPLOAD_SIZE"] = "1"
         return env
 
 

@@ -130,6 +130,7 @@ class Worker(Construct):
         super().__init__(scope, construct_id)
         props.validate()
         self.input_bucket = props.input_bucket
+        self.output_bucket = props.output_bucket
         self.cluster = ecs.Cluster(
             self,
             "Cluster",

@@ -61,7 +61,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
-TABLES = ("job_outputs", "jobs", "uploads", "api_keys", "sessions", "users", "login_failures")
+TABLES = ("job_outputs", "jobs", "uploads", "api_keys", "sessions", "users", "login_failures", "media_deletions")
 
 
 @pytest.fixture(scope="session")

@@ -317,7 +317,8 @@ def revoke_api_key(principal: Principal, key_id: str) -> Response:
     responses={
         201: ("upload created", schemas.UPLOAD),
         413: ("declared size over the limit", E),
-        422: ("unsupported mime type", E),
+        422: ("unsupported mime type, a bidi control in the name, or no size where one is required", E),
+        429: ("a per-user limit (pending uploads, stored bytes) is reached; see Retry-After", E),
     },
 )
 def create_upload(principal: Principal, body: dict[str, Any]) -> Response:
@@ -349,7 +350,11 @@ def complete_upload(principal: Principal, upload_id: str, body: dict[str, Any]) 
     summary="Abandon an upload (aborts a multipart upload)",
     tag="media",
     auth="media",
-    responses={200: ("aborted", schemas.UPLOAD), 404: ("not your upload", E)},
+    responses={
+        200: ("aborted", schemas.UPLOAD),
+        404: ("not your upload", E),
+        409: ("a job that has not finished uses the upload", E),
+    },
 )
 def abort_upload(principal: Principal, upload_id: str) -> Response:
     return json_response(200, uploads.abort(deps.get(), principal, upload_id))
@@ -382,6 +387,7 @@ def abort_upload(principal: Principal, upload_id: str) -> Response:
         409: ("file not uploaded yet", E),
         413: ("file too large", E),
         422: ("invalid job", E),
+        429: ("a per-user limit (active jobs, jobs per hour) is reached; see Retry-After", E),
         503: ("queue unavailable; the job was marked FAILED", E),
     },
 )

@@ -20,7 +20,17 @@ from typing import TypeVar
 
 from runtime.dispatcher import core
 from runtime.dispatcher.launchers import Launcher
-from runtime.dispatcher.sweeper import ObjectSize, SweepConfig, SweepReport, s3_object_size, sweep
+from runtime.dispatcher.sweeper import (
+    DeleteInput,
+    DeleteMedia,
+    ObjectSize,
+    SweepConfig,
+    SweepReport,
+    s3_delete_input,
+    s3_media_deleter,
+    s3_object_size,
+    sweep,
+)
 from runtime.shared import aws
 from runtime.shared.db import Database, Row, open_database
 from runtime.shared.log import bind
@@ -81,6 +91,10 @@ class DispatcherService:
     queue: SqsQueue | None = None
     #: HEAD of an input object (the sweeper's check of a stale upload).
     object_size: ObjectSize | None = None
+    #: DELETE of an input object (a stale upload over the input limit).
+    delete_input: DeleteInput | None = None
+    #: Deletes a deleted account's objects in both buckets.
+    delete_media: DeleteMedia | None = None
 
     @classmethod
     def from_settings(
@@ -100,12 +114,19 @@ class DispatcherService:
         if storage and not settings.input_bucket:
             raise ConfigError(["TRANSCODEX_INPUT_BUCKET is required"])
         config = DispatcherConfig.from_settings(settings, env)
+        s3 = aws.client("s3", settings) if storage else None
         return cls(
             db=open_database(settings, max_size=pool_size),
             config=config,
             launcher=launcher,
             queue=SqsQueue(aws.client("sqs", settings), settings.queue_url) if queue else None,
-            object_size=s3_object_size(aws.client("s3", settings), settings.input_bucket) if storage else None,
+            object_size=s3_object_size(s3, settings.input_bucket) if s3 else None,
+            delete_input=s3_delete_input(s3, settings.input_bucket) if s3 else None,
+            delete_media=(
+                s3_media_deleter(s3, settings.input_bucket, settings.output_bucket)
+                if s3 and settings.output_bucket
+                else None
+            ),
         )
 
     # --- the job queue ----------------------------------------------------------------------
@@ -182,6 +203,8 @@ class DispatcherService:
             self.config.sweep,
             send_job=queue.send,
             object_size=_required(self.object_size, "the input bucket"),
+            delete_input=self.delete_input,
+            delete_media=self.delete_media,
             now=now,
         )
 

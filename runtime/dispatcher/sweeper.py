@@ -12,9 +12,14 @@ sweepers, a late worker or a late API call cannot be overwritten):
   with ``TIMEOUT``.
 * **uploads** — an upload PENDING for longer than the presigned URL lifetime plus a grace
   period can no longer be uploaded to: it becomes UPLOADED if the object is in S3 (the client
-  never called ``/complete`` or ``/process``), else EXPIRED.
+  never called ``/complete`` or ``/process``), else EXPIRED. An object over the input limit
+  (an unsized PUT is not bounded by S3) is deleted and the upload EXPIRED.
+* **media deletions** — a deleted account's objects under ``input/{user}/`` and
+  ``output/{user}/`` are deleted (runtime.shared.repo.deletions): a bounded number per run,
+  failures recorded and retried with backoff, and a last pass once no worker of the user can
+  still be writing.
 
-The AWS side (SQS, S3) comes in as two callables; runtime.dispatcher.service.DispatcherService.sweep
+The AWS side (SQS, S3) comes in as callables; runtime.dispatcher.service.DispatcherService.sweep
 passes its job queue and input bucket, for the scheduled Lambda and the local platform's loop alike.
 """
 
@@ -30,11 +35,13 @@ from typing import Any
 
 from runtime.shared import aws
 from runtime.shared import db as dbm
+from runtime.shared.keys import INPUT_PREFIX, OUTPUT_PREFIX
 from runtime.shared.log import bind
 from runtime.shared.messages import JobMessage
+from runtime.shared.repo import deletions as deletions_repo
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.repo import uploads as uploads_repo
-from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, ConfigError, Settings, read_int
+from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, ConfigError, Limits, Settings, read_int
 from runtime.shared.status import ErrorCode, UploadStatus
 from runtime.shared.storage import head_size
 
@@ -51,6 +58,10 @@ ENV_BATCH_LIMIT = "TRANSCODEX_SWEEP_BATCH_LIMIT"
 SendJob = Callable[[str], None]
 #: The size of an input object, or None when it does not exist (raises when unknown).
 ObjectSize = Callable[[str], "int | None"]
+#: Deletes one input object (a missing one is no error).
+DeleteInput = Callable[[str], None]
+#: Deletes up to ``limit`` objects of a user in both buckets: (how many, whether none is left).
+DeleteMedia = Callable[[str, int], "tuple[int, bool]"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,12 @@ class SweepConfig:
     upload_grace_seconds: int = 3600
     #: Most changes per pass and run (the next run takes the rest).
     batch_limit: int = 100
+    #: Largest accepted input (``TRANSCODEX_MAX_INPUT_BYTES``): a stale upload's larger object is deleted.
+    max_input_bytes: int = Limits.max_input_bytes
+    #: Objects deleted per account deletion and run (the next run deletes more).
+    media_objects_per_run: int = 10_000
+    #: How long a claimed account deletion stays with its sweeper before another may retry it.
+    media_lease_seconds: int = 900
 
     @classmethod
     def from_env(cls, settings: Settings, env: Mapping[str, str] | None = None) -> SweepConfig:
@@ -82,6 +99,7 @@ class SweepConfig:
         config = cls(
             requeue_after_seconds=number(ENV_REQUEUE_AFTER, cls.requeue_after_seconds, 60),
             worker_timeout_seconds=settings.limits.worker_timeout_seconds,
+            max_input_bytes=settings.limits.max_input_bytes,
             running_grace_seconds=number(ENV_RUNNING_GRACE, cls.running_grace_seconds, 0),
             upload_url_ttl_seconds=number(ENV_UPLOAD_TTL, cls.upload_url_ttl_seconds, 1),
             upload_grace_seconds=number(ENV_UPLOAD_GRACE, cls.upload_grace_seconds, 0),
@@ -100,11 +118,23 @@ class SweepReport:
     timed_out: list[str] = field(default_factory=list)
     uploads_completed: list[str] = field(default_factory=list)
     uploads_expired: list[str] = field(default_factory=list)
+    #: Oversized objects of stale uploads deleted (their uploads are in ``uploads_expired``).
+    oversized_deleted: list[str] = field(default_factory=list)
+    #: Objects of deleted accounts removed, and the accounts whose deletion finished.
+    media_objects_deleted: int = 0
+    media_deletions_finished: list[str] = field(default_factory=list)
     errors: int = 0
 
     @property
     def changed(self) -> int:
-        return len(self.requeued) + len(self.timed_out) + len(self.uploads_completed) + len(self.uploads_expired)
+        return (
+            len(self.requeued)
+            + len(self.timed_out)
+            + len(self.uploads_completed)
+            + len(self.uploads_expired)
+            + self.media_objects_deleted
+            + len(self.media_deletions_finished)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +142,9 @@ class SweepReport:
             "timed_out": len(self.timed_out),
             "uploads_completed": len(self.uploads_completed),
             "uploads_expired": len(self.uploads_expired),
+            "oversized_deleted": len(self.oversized_deleted),
+            "media_objects_deleted": self.media_objects_deleted,
+            "media_deletions_finished": len(self.media_deletions_finished),
             "errors": self.errors,
         }
 
@@ -123,17 +156,22 @@ def sweep(
     *,
     send_job: SendJob,
     object_size: ObjectSize,
+    delete_input: DeleteInput | None = None,
+    delete_media: DeleteMedia | None = None,
     now: datetime | None = None,
 ) -> SweepReport:
-    """Run the three passes once. ``now`` (default: the database's clock) dates the thresholds.
+    """Run the passes once. ``now`` (default: the database's clock) dates the thresholds.
 
-    A failed send or HEAD is logged and counted in ``errors``; the item is retried by a later
-    run. A database error propagates.
+    A failed send, HEAD or delete is logged and counted in ``errors``; the item is retried by a
+    later run. A database error propagates. Without ``delete_media`` (a sweeper built without
+    the output bucket) the media deletions wait for one that has it.
     """
     report = SweepReport()
     _requeue(db, config, send_job, now, report)
     _time_out(db, config, now, report)
-    _settle_uploads(db, config, object_size, now, report)
+    _settle_uploads(db, config, object_size, delete_input, now, report)
+    if delete_media is not None:
+        _delete_media(db, config, delete_media, report)
     if report.changed or report.errors:
         log.info("sweep done", extra=report.as_dict())
     return report
@@ -190,7 +228,12 @@ def _time_out(db: dbm.Database, config: SweepConfig, now: datetime | None, repor
 
 
 def _settle_uploads(
-    db: dbm.Database, config: SweepConfig, object_size: ObjectSize, now: datetime | None, report: SweepReport
+    db: dbm.Database,
+    config: SweepConfig,
+    object_size: ObjectSize,
+    delete_input: DeleteInput | None,
+    now: datetime | None,
+    report: SweepReport,
 ) -> None:
     age = config.upload_url_ttl_seconds + config.upload_grace_seconds
     with db.connection() as conn:
@@ -205,6 +248,20 @@ def _settle_uploads(
             with db.connection() as conn:
                 uploads_repo.mark_checked(conn, upload_id)
             continue
+        if size is not None and size > config.max_input_bytes:
+            try:
+                if delete_input is None:
+                    raise RuntimeError("this sweeper cannot delete input objects")
+                delete_input(str(upload["object_key"]))
+            except Exception as err:  # kept PENDING: the next run tries again
+                report.errors += 1
+                log.error("could not delete an oversized upload", extra={"upload_id": upload_id, "error": str(err)})
+                with db.connection() as conn:
+                    uploads_repo.mark_checked(conn, upload_id)
+                continue
+            report.oversized_deleted.append(upload_id)
+            log.warning("oversized upload deleted", extra={"upload_id": upload_id, "size_bytes": size})
+            size = None
         with db.connection() as conn:
             if size is None:
                 row = uploads_repo.expire(conn, upload_id)
@@ -223,9 +280,72 @@ def _settle_uploads(
             )
 
 
+def _delete_media(db: dbm.Database, config: SweepConfig, delete_media: DeleteMedia, report: SweepReport) -> None:
+    settle = config.worker_timeout_seconds + config.running_grace_seconds
+    with db.connection() as conn:
+        due = deletions_repo.claim_due(conn, config.batch_limit, config.media_lease_seconds, settle)
+    for row in due:
+        user_id = str(row["user_id"])
+        with bind(user_id=user_id):
+            try:
+                deleted, done = delete_media(user_id, config.media_objects_per_run)
+            except Exception as err:  # recorded, retried with backoff
+                report.errors += 1
+                log.error("could not delete a deleted account's media", extra={"error": str(err)})
+                with db.connection() as conn:
+                    deletions_repo.record_failure(conn, row["id"], str(err), row["attempts"])
+                continue
+            with db.connection() as conn:
+                deletions_repo.record_pass(
+                    conn, row["id"], deleted, done=done, settled=bool(row["settled"]), settle_seconds=settle
+                )
+            report.media_objects_deleted += deleted
+            if done and row["settled"]:
+                report.media_deletions_finished.append(user_id)
+                log.info("deleted account's media deleted", extra={"objects": deleted})
+
+
 # --- AWS adapters ------------------------------------------------------------------------------
 
 
 def s3_object_size(s3: Any, bucket: str) -> ObjectSize:
     """HEAD objects of ``bucket``: the size, None on 404; anything else raises."""
     return partial(head_size, s3, bucket)
+
+
+def s3_delete_input(s3: Any, bucket: str) -> DeleteInput:
+    """DeleteObject in ``bucket`` (S3 answers a missing key with success)."""
+
+    def delete(key: str) -> None:
+        s3.delete_object(Bucket=bucket, Key=key)
+
+    return delete
+
+
+def s3_media_deleter(s3: Any, input_bucket: str, output_bucket: str) -> DeleteMedia:
+    """Deletes a user's objects under ``input/{user}/`` and ``output/{user}/``, a page of at
+    most 1000 keys at a time (ListObjectsV2 + DeleteObjects); a key S3 could not delete raises."""
+
+    def delete(user_id: str, limit: int) -> tuple[int, bool]:
+        deleted = 0
+        for bucket, prefix in (
+            (input_bucket, f"{INPUT_PREFIX}{user_id}/"),
+            (output_bucket, f"{OUTPUT_PREFIX}{user_id}/"),
+        ):
+            while True:
+                if deleted >= limit:
+                    return deleted, False
+                page = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=min(1000, limit - deleted))
+                objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if not objects:
+                    break
+                answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+                if answer.get("Errors"):
+                    first = answer["Errors"][0]
+                    raise RuntimeError(
+                        f"S3 did not delete {len(answer['Errors'])} objects: {first.get('Code')} {first.get('Key')}"
+                    )
+                deleted += len(objects)
+        return deleted, True
+
+    return delete

@@ -36,8 +36,8 @@ COMPONENT_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "api": {"input": ("Read", "Write", "List"), "output": ("Read", "List")},
     # reads inputs, writes and prunes outputs
     "worker": {"input": ("Read", "List"), "output": ("Read", "Write", "List")},
-    # the sweeper HEADs stale uploads
-    "dispatcher": {"input": ("Read", "List")},
+    # the sweeper HEADs stale uploads, deletes oversized ones and deleted accounts' media
+    "dispatcher": {"input": ("Read", "Write", "List"), "output": ("Write", "List")},
 }
 
 #: A bucket of the server's own, where readiness is probed by a write and a read.

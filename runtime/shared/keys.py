@@ -21,10 +21,15 @@ OUTPUT_PREFIX = "output/"
 
 
 def safe_name(file_name: str) -> str:
-    """The last path component, reduced to [A-Za-z0-9._-], never empty or hidden."""
+    """The last path component, reduced to [A-Za-z0-9._-], never empty or hidden. The extension
+    is kept whatever script the stem is in (``日本.jpg`` -> ``file.jpg``, not ``jpg``): the
+    worker and downloads name outputs after it."""
     base = re.split(r"[\\/]", file_name.strip())[-1]
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._-")[:128]
-    return cleaned or "file"
+    stem, dot, ext = base.rpartition(".")
+    if not (dot and re.fullmatch(r"[A-Za-z0-9]{1,10}", ext)):
+        stem, ext = base, ""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:116] or "file"
+    return f"{cleaned}.{ext}" if ext else cleaned
 
 
 def upload_key(user_id: str, upload_id: str, file_name: str) -> str:

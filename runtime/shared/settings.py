@@ -77,6 +77,20 @@ class Limits:
     max_video_pixels: int = 4096 * 2304
     #: Wall time allowed to one worker run, in seconds.
     worker_timeout_seconds: int = 3600
+    # --- per user (each counted and enforced in the inserting transaction; over one: 429)
+    #: Jobs of one user QUEUED, DISPATCHED or RUNNING at once (each may be a Fargate task).
+    max_active_jobs_per_user: int = 10
+    #: Jobs one user may create in any rolling hour.
+    max_jobs_per_hour_per_user: int = 100
+    #: Uploads of one user PENDING at once (each holds a live presigned URL).
+    max_pending_uploads_per_user: int = 20
+    #: Input bytes one user may hold: uploaded inputs still in the bucket's lifecycle, plus
+    #: pending uploads at their declared size (or ``max_input_bytes`` when undeclared).
+    max_stored_bytes_per_user: int = 20 * 1024**3
+    #: Refuse uploads without ``size_bytes`` (422 SIZE_REQUIRED). S3 can bound a PUT only by
+    #: a signed exact Content-Length, so an undeclared size gets a PUT URL S3 does not bound;
+    #: off by default because the seed's request body omits the size (see SECURITY.md).
+    require_upload_size: bool = False
 
 
 #: The worker's job id, as ECS's container override and the local launcher pass it.
@@ -145,6 +159,17 @@ def _int(env: Mapping[str, str], name: str, default: int, problems: list[str], m
     return read_int(env, PREFIX + name, default, problems, minimum)
 
 
+def _flag(env: Mapping[str, str], name: str, problems: list[str]) -> bool:
+    """A 1/0 (true/false) variable; unset is false."""
+    raw = (env.get(PREFIX + name) or "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    problems.append(f"{PREFIX}{name} must be 1 or 0, got {raw!r}")
+    return False
+
+
 def _list(raw: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (raw or "").split(",") if p.strip())
 
@@ -176,6 +201,13 @@ def load_settings(env: Mapping[str, str] | None = None, sections: Iterable[str] 
         max_video_duration_seconds=_int(env, "MAX_VIDEO_DURATION_SECONDS", Limits.max_video_duration_seconds, problems),
         max_video_pixels=_int(env, "MAX_VIDEO_PIXELS", Limits.max_video_pixels, problems),
         worker_timeout_seconds=_int(env, "WORKER_TIMEOUT_SECONDS", Limits.worker_timeout_seconds, problems),
+        max_active_jobs_per_user=_int(env, "MAX_ACTIVE_JOBS_PER_USER", Limits.max_active_jobs_per_user, problems),
+        max_jobs_per_hour_per_user=_int(env, "MAX_JOBS_PER_HOUR_PER_USER", Limits.max_jobs_per_hour_per_user, problems),
+        max_pending_uploads_per_user=_int(
+            env, "MAX_PENDING_UPLOADS_PER_USER", Limits.max_pending_uploads_per_user, problems
+        ),
+        max_stored_bytes_per_user=_int(env, "MAX_STORED_BYTES_PER_USER", Limits.max_stored_bytes_per_user, problems),
+        require_upload_size=_flag(env, "REQUIRE_UPLOAD_SIZE", problems),
     )
     database_url = get("DATABASE_URL") or None
     database_secret_arn = get("DATABASE_SECRET_ARN") or None
@@ -375,6 +407,11 @@ VARIABLES: dict[str, str] = {
             ("MAX_VIDEO_DURATION_SECONDS", "limits.max_video_duration_seconds"),
             ("MAX_VIDEO_PIXELS", "limits.max_video_pixels"),
             ("WORKER_TIMEOUT_SECONDS", "limits.worker_timeout_seconds"),
+            ("MAX_ACTIVE_JOBS_PER_USER", "limits.max_active_jobs_per_user"),
+            ("MAX_JOBS_PER_HOUR_PER_USER", "limits.max_jobs_per_hour_per_user"),
+            ("MAX_PENDING_UPLOADS_PER_USER", "limits.max_pending_uploads_per_user"),
+            ("MAX_STORED_BYTES_PER_USER", "limits.max_stored_bytes_per_user"),
+            ("REQUIRE_UPLOAD_SIZE", "limits.require_upload_size"),
             ("LOG_LEVEL", "log_level"),
             ("DISPATCH_CLAIM_TIMEOUT_SECONDS", "dispatch_claim_timeout_seconds"),
         )

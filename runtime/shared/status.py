@@ -23,6 +23,9 @@ class JobStatus(StrEnum):
 
 
 TERMINAL: frozenset[JobStatus] = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+#: A job not finished yet (QUEUED, DISPATCHED, RUNNING): it counts against its user's limit of
+#: active jobs, and its upload cannot be aborted.
+ACTIVE: frozenset[JobStatus] = frozenset(JobStatus) - TERMINAL
 
 #: target -> the statuses a job may move to it from.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {

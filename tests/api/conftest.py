@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -33,6 +33,21 @@ def deps(settings: Any, db: Any) -> Iterator[Deps]:
         api_deps.install(previous)
         with db.connection() as conn:  # the API's own table, not in the shared truncation list
             conn.execute("TRUNCATE login_failures")
+
+
+@pytest.fixture()
+def limited(deps: Deps) -> Iterator[Any]:
+    """Install Deps whose limits a test chooses: ``limited(max_active_jobs_per_user=3)``."""
+    previous: list[Any] = []
+
+    def install(**limits: int | bool) -> Deps:
+        changed = replace(deps, settings=replace(deps.settings, limits=replace(deps.settings.limits, **limits)))
+        previous.append(api_deps.install(changed))
+        return changed
+
+    yield install
+    if previous:
+        api_deps.install(previous[0])
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from runtime.dispatcher import handler
-from runtime.dispatcher.sweeper import SweepConfig, s3_object_size, sweep
+from runtime.dispatcher.sweeper import SweepConfig, s3_delete_input, s3_object_size, sweep
 from runtime.shared import db as dbm
 from runtime.shared.aws import client
 from runtime.shared.messages import parse_message
@@ -92,6 +92,9 @@ def test_given_an_empty_database_when_swept_then_nothing_changes_and_nothing_is_
         "timed_out": 0,
         "uploads_completed": 0,
         "uploads_expired": 0,
+        "oversized_deleted": 0,
+        "media_objects_deleted": 0,
+        "media_deletions_finished": 0,
         "errors": 0,
     }
     assert (aws.sent, aws.heads) == ([], [])
@@ -285,6 +288,28 @@ def test_given_stale_pending_uploads_when_swept_then_present_objects_are_uploade
     assert (stored[done["id"]]["status"], stored[done["id"]]["size_bytes"]) == ("UPLOADED", done["size_bytes"])
 
 
+def test_given_a_stale_upload_over_the_input_limit_when_swept_then_its_object_is_deleted_and_it_expires(
+    db: dbm.Database, aws: Recorder, settings: Settings, user_id: str
+) -> None:
+    with db.connection() as conn:
+        big = insert_upload(conn, user_id)
+        small = insert_upload(conn, user_id)
+    # an unsized presigned PUT is not bounded by S3: 5000 bytes where 1000 are allowed
+    aws.s3.put_object(Bucket=settings.input_bucket, Key=big["object_key"], Body=b"x" * 5000)
+    aws.s3.put_object(Bucket=settings.input_bucket, Key=small["object_key"], Body=b"x" * 1000)
+    for upload in (big, small):
+        backdate(db, "uploads", upload["id"], created_at=timedelta(days=1))
+    config = replace(CONFIG, max_input_bytes=1000)
+
+    report = aws.sweep(db, config, delete_input=s3_delete_input(aws.s3, settings.input_bucket))
+
+    assert report.oversized_deleted == [str(big["id"])] and report.uploads_expired == [str(big["id"])]
+    assert report.uploads_completed == [str(small["id"])]
+    assert aws._size(big["object_key"]) is None and aws._size(small["object_key"]) == 1000
+    with db.connection() as conn:
+        assert uploads_repo.get(conn, str(big["id"]))["status"] == "EXPIRED"
+
+
 def test_given_s3_errors_when_swept_then_the_upload_stays_pending_for_a_later_run(
     db: dbm.Database, user_id: str
 ) -> None:
@@ -353,7 +378,16 @@ def test_given_the_scheduled_event_when_handle_sweep_then_it_sweeps_with_the_env
 
     result = handler.handle_sweep(event, None)
 
-    assert result == {"requeued": 1, "timed_out": 0, "uploads_completed": 0, "uploads_expired": 1, "errors": 0}
+    assert result == {
+        "requeued": 1,
+        "timed_out": 0,
+        "uploads_completed": 0,
+        "uploads_expired": 1,
+        "oversized_deleted": 0,
+        "media_objects_deleted": 0,
+        "media_deletions_finished": 0,
+        "errors": 0,
+    }
     assert queued_ids(queue) == [str(job["id"])]
 
 

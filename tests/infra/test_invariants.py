@@ -267,7 +267,7 @@ def test_given_default_props_when_synth_then_a_schedule_runs_the_sweeper_every_f
     assert not any(name.startswith("TRANSCODEX_ECS_") for name in env)
 
 
-def test_given_default_props_when_synth_then_the_sweeper_may_only_send_jobs_head_inputs_and_read_the_db_secret(
+def test_given_default_props_when_synth_then_the_sweeper_may_only_send_jobs_and_head_and_delete_media(
     synth: Synth,
 ) -> None:
     sweeper = synth.template["Resources"][_function_id(synth, "SweepFunction")]
@@ -282,6 +282,7 @@ def test_given_default_props_when_synth_then_the_sweeper_may_only_send_jobs_head
         "sqs:GetQueueUrl",
         "s3:GetObject",
         "s3:ListBucket",  # an abandoned upload's missing object must read as 404 (EXPIRED), not 403
+        "s3:DeleteObject",  # oversized stale uploads; a deleted account's media in both buckets
         "kms:Decrypt",
         "secretsmanager:GetSecretValue",
         "secretsmanager:DescribeSecret",
@@ -292,6 +293,8 @@ def test_given_default_props_when_synth_then_the_sweeper_may_only_send_jobs_head
     assert by_action["sqs:SendMessage"] == [json.dumps({"Fn::GetAtt": [queue_id, "Arn"]})]
     (s3_resource,) = by_action["s3:GetObject"]
     assert "InputBucket" in s3_resource and s3_resource.endswith('"/input/*"]]}')
+    deletable = sorted(by_action["s3:DeleteObject"])
+    assert len(deletable) == 2 and deletable[0].endswith('"/input/*"]]}') and deletable[1].endswith('"/output/*"]]}')
     assert not any("ecs:" in action or action == "iam:PassRole" for action in by_action)
 
 

@@ -55,10 +55,14 @@ EXPECTED_ACKNOWLEDGEMENTS = {
         for bucket, prefix in (("InputBucket5D24F046", "input"), ("OutputBucketDAE8074B", "output"))
         for role in ("Platform/Worker/TaskDefinition/TaskRole", "Platform/Api/Function/ServiceRole")
     ),
-    # The sweeper HEADs stale uploads' objects: GetObject on input/ only.
-    (
-        "IAM5[Resource::<PlatformStorageInputBucket5D24F046.Arn>/input/*]",
-        "Platform/Dispatcher/SweepFunction/ServiceRole/DefaultPolicy/Resource",
+    # The sweeper HEADs stale uploads' objects and deletes oversized ones (input/), and deletes a
+    # deleted account's media (input/ and output/).
+    *(
+        (
+            f"IAM5[Resource::<PlatformStorage{bucket}.Arn>/{prefix}/*]",
+            "Platform/Dispatcher/SweepFunction/ServiceRole/DefaultPolicy/Resource",
+        )
+        for bucket, prefix in (("InputBucket5D24F046", "input"), ("OutputBucketDAE8074B", "output"))
     ),
     *(
         (f"IAM4[{_LAMBDA_POLICY}{policy}]", f"Platform/{fn}/ServiceRole/Resource")

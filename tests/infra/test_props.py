@@ -117,6 +117,19 @@ def test_given_limits_when_runtime_environment_then_transcodex_variables() -> No
     }
 
 
+def test_given_per_user_limits_when_runtime_environment_then_the_api_reads_them() -> None:
+    from runtime.shared.settings import load_settings
+
+    props = TranscodexPlatformProps(
+        max_active_jobs_per_user=2, max_stored_bytes_per_user=10**9, require_upload_size=True
+    )
+    limits = load_settings(props.runtime_environment()).limits
+    assert (limits.max_active_jobs_per_user, limits.max_stored_bytes_per_user) == (2, 10**9)
+    assert limits.require_upload_size and limits.max_jobs_per_hour_per_user == 100
+    with pytest.raises(ValueError, match="max_pending_uploads_per_user must be >= 1"):
+        TranscodexPlatformProps(max_pending_uploads_per_user=0).validate()
+
+
 def test_given_context_object_and_single_keys_when_parsed_then_typed_props() -> None:
     app = App(
         context={

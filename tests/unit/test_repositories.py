@@ -33,6 +33,7 @@ OWNERS = {
     "jobs": "runtime/shared/repo/jobs.py",
     "uploads": "runtime/shared/repo/uploads.py",
     "job_outputs": "runtime/shared/repo/outputs.py",
+    "media_deletions": "runtime/shared/repo/deletions.py",
     # Accounts keep their queries in one module already; it is their repository.
     "users": "runtime/api/chalicelib/accounts.py",
     "sessions": "runtime/api/chalicelib/accounts.py",

@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from runtime.api.chalicelib import tokens
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.domain import Conflict, NotFound, Throttled, Unauthenticated
+from runtime.shared.repo import deletions as deletions_repo
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,15 @@ def create_user(deps: Deps, name: str, username: str, email: str, password: str)
 
 
 def delete_user(deps: Deps, user_id: str) -> bool:
-    with deps.db.connection() as conn:
-        return conn.execute("DELETE FROM users WHERE id = %s RETURNING id", (user_id,)).fetchone() is not None
+    """Delete the user and queue the deletion of their media, in one transaction: the rows
+    (sessions, API keys, uploads, jobs) go at once by cascade, so every credential stops working
+    with this commit; the objects in both buckets are deleted by the sweeper, retried until done
+    (runtime.shared.repo.deletions)."""
+    with deps.db.connection() as conn, conn.transaction():
+        deleted = conn.execute("DELETE FROM users WHERE id = %s RETURNING id", (user_id,)).fetchone() is not None
+        if deleted:
+            deletions_repo.request(conn, user_id)
+    return deleted
 
 
 _DUMMY_HASHES: dict[int, str] = {}

@@ -50,6 +50,10 @@ def status_of(err: DomainError) -> int:
 
 
 def domain_response(err: DomainError, headers: dict[str, str] | None = None) -> Response:
+    """The error's answer; a refusal naming ``retry_after_seconds`` also gets ``Retry-After``."""
+    retry = err.details.get("retry_after_seconds")
+    if isinstance(retry, int) and not isinstance(retry, bool):
+        headers = {"Retry-After": str(max(1, retry)), **(headers or {})}
     return error_response(status_of(err), err.code, err.message, err.details, headers)
 
 

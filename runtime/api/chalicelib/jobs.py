@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime.api.chalicelib import uploads
+from runtime.api.chalicelib import quotas, uploads
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.domain import Conflict, Invalid, NotFound, Unavailable, Unprocessable
@@ -26,6 +26,7 @@ from runtime.shared.log import bind
 from runtime.shared.messages import JobMessage
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.repo import outputs as outputs_repo
+from runtime.shared.repo import uploads as uploads_repo
 from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import presigned_ttl
 from runtime.shared.status import ErrorCode, JobStatus, UploadStatus, can_complete
@@ -112,9 +113,20 @@ def process(
         raise uploads.aborted()
     if upload["multipart_upload_id"]:
         raise Conflict("UPLOAD_INCOMPLETE", "complete the multipart upload before processing it")
-    size = uploads.check_size(deps, uploads.stored_size(deps, upload["object_key"]), upload)
+    size = uploads.uploaded_size(deps, upload)
     uploads.mark_uploaded(deps, upload_id, size)
-    with deps.db.connection() as conn:
+    with deps.db.connection() as conn, conn.transaction():
+        # Per-user limits: counted under the user's lock in the transaction that inserts the
+        # job, so parallel requests cannot all pass. A replay of an earlier key is no new job.
+        replayed = (
+            jobs_repo.find_by_idempotency_key(conn, principal.user_id, idempotency_key) if idempotency_key else None
+        )
+        if replayed is None:
+            quotas.check_job(conn, principal.user_id, deps.settings.limits)
+            # Under the same lock as an abort: the upload was not aborted since it was read.
+            current = uploads_repo.get(conn, upload_id, principal.user_id)
+            if current is None or not can_complete(UploadStatus(current["status"])):
+                raise uploads.aborted()
         job, created = jobs_repo.create(
             conn,
             user_id=principal.user_id,

@@ -12,12 +12,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime.api.chalicelib import quotas
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.domain import Conflict, Invalid, NotFound, TooLarge, Unavailable, Unprocessable
 from runtime.shared import keys
 from runtime.shared.contract import MIME_ALIASES, MIME_TYPES
+from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.repo import uploads as uploads_repo
+from runtime.shared.repo import usage
 from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS
 from runtime.shared.status import UploadStatus, can_complete
 from runtime.shared.storage import error_code, head_size
@@ -98,8 +101,24 @@ def _presign(deps: Deps, key: str, mime: str, size: int | None, multipart_id: st
     }
 
 
+#: Bidirectional embedding, override and isolate controls: they make ``evil\u202egpj.exe`` read
+#: as ``evilexe.jpg`` wherever the name is shown, so a name carrying one is refused.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_file_name(name: str) -> None:
+    found = sorted({f"U+{ord(c):04X}" for c in name if c in BIDI_CONTROLS})
+    if found:
+        raise Unprocessable(
+            "INVALID_FILE_NAME",
+            "file_name must not contain bidirectional control characters",
+            {"field": "file_name", "characters": found},
+        )
+
+
 def create(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
     s = deps.settings
+    check_file_name(str(body["file_name"]))
     file_type = str(body["file_type"]).upper()
     declared = str(body["mime_type"]).strip().lower()
     mime = MIME_ALIASES.get(declared, declared)
@@ -110,6 +129,12 @@ def create(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, 
             {"field": "mime_type", "allowed": list(MIME_TYPES[file_type])},
         )
     size = body.get("size_bytes")
+    if size is None and s.limits.require_upload_size:
+        raise Unprocessable(
+            "SIZE_REQUIRED",
+            "declare the file's size_bytes: every upload URL signs its exact length",
+            {"field": "size_bytes", "max_bytes": s.limits.max_input_bytes},
+        )
     if size is not None and size > s.limits.max_input_bytes:
         raise TooLarge(
             "FILE_TOO_LARGE",
@@ -121,8 +146,10 @@ def create(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, 
         raise Invalid("INVALID_BODY", "a multipart upload needs size_bytes", {"field": "size_bytes"})
     upload_id = str(uuid.uuid4())
     key = keys.upload_key(principal.user_id, upload_id, str(body["file_name"]))
-    # The row first: whatever happens in S3 afterwards, the upload has a record.
-    with deps.db.connection() as conn:
+    # The row first: whatever happens in S3 afterwards, the upload has a record. Per-user
+    # limits are counted under the user's lock in the same transaction.
+    with deps.db.connection() as conn, conn.transaction():
+        quotas.check_upload(conn, principal.user_id, s.limits, size)
         uploads_repo.create(
             conn,
             upload_id=upload_id,
@@ -197,6 +224,23 @@ def check_size(deps: Deps, size: int | None, upload: dict[str, Any]) -> int:
     return size
 
 
+def uploaded_size(deps: Deps, upload: dict[str, Any]) -> int:
+    """The stored object's size once checked (:func:`check_size`). An object over the limit is
+    deleted here, wherever the check runs (``complete``, ``process``): an undeclared size gets
+    a PUT URL that S3 does not bound, so the object may be larger than we allow."""
+    size = stored_size(deps, upload["object_key"])
+    try:
+        return check_size(deps, size, upload)
+    except TooLarge:
+        try:
+            deps.s3.delete_object(Bucket=deps.settings.input_bucket, Key=upload["object_key"])
+        except (ClientError, BotoCoreError) as err:  # the sweeper and the lifecycle remain
+            log.error("could not delete an oversized upload", extra={"upload_id": upload["id"], "error": str(err)})
+        else:
+            log.warning("oversized upload deleted", extra={"upload_id": upload["id"], "size_bytes": size})
+        raise
+
+
 def mark_uploaded(deps: Deps, upload_id: str, size: int) -> dict[str, Any]:
     with deps.db.connection() as conn:
         row = uploads_repo.mark_uploaded(conn, upload_id, size)
@@ -237,19 +281,29 @@ def complete(deps: Deps, principal: Principal, upload_id: str, body: dict[str, A
                 raise Invalid("INVALID_PARTS", f"S3 refused the parts: {code}", {"s3_error": code}) from None
             else:
                 raise Unavailable("STORAGE_UNAVAILABLE", "object storage is unavailable; retry shortly") from None
-    size = stored_size(deps, upload["object_key"])
-    try:
-        check_size(deps, size, upload)
-    except TooLarge:
-        deps.s3.delete_object(Bucket=s.input_bucket, Key=upload["object_key"])
-        raise
-    assert size is not None
-    return public_upload(mark_uploaded(deps, upload_id, size))
+    return public_upload(mark_uploaded(deps, upload_id, uploaded_size(deps, upload)))
 
 
 def abort(deps: Deps, principal: Principal, upload_id: str) -> dict[str, Any]:
+    """ABORTED, then its object deleted; refused (409) while a job not finished needs the input.
+
+    The row changes first, under the user's lock that job creation also takes (``quotas``), so
+    no job can be created for the upload between the check and the deletion; a failed S3 call
+    leaves it ABORTED (the multipart id recorded) and a retried abort finishes the cleanup."""
     upload = owned(deps, principal, upload_id)
     s = deps.settings
+    with deps.db.connection() as conn, conn.transaction():
+        usage.lock_user(conn, principal.user_id)
+        busy = jobs_repo.active_for_upload(conn, upload_id)
+        if busy:
+            raise Conflict(
+                "UPLOAD_IN_USE",
+                "a job that has not finished uses this upload; cancel it or wait for it to finish",
+                {"upload_id": upload_id, "job_ids": busy},
+            )
+        uploads_repo.abort(
+            conn, upload_id, user_id=principal.user_id, multipart_upload_id=upload["multipart_upload_id"]
+        )
     try:
         if upload["multipart_upload_id"]:
             try:

@@ -17,7 +17,8 @@ from psycopg.types.json import Jsonb
 
 from runtime.shared.db import Row
 from runtime.shared.log import job_status_metric
-from runtime.shared.status import AWAITING_WORKER, TERMINAL, WITH_WORKER, ErrorCode, JobStatus, sources
+from runtime.shared.repo.usage import Count
+from runtime.shared.status import ACTIVE, AWAITING_WORKER, TERMINAL, WITH_WORKER, ErrorCode, JobStatus, sources
 
 if TYPE_CHECKING:
     from runtime.shared.contract import JobSpec
@@ -75,11 +76,40 @@ def page_for_user(
     ).fetchall()
 
 
+def active_for_upload(conn: Connection, upload_id: str) -> list[str]:
+    """Ids of the upload's jobs not finished yet (QUEUED, DISPATCHED, RUNNING): they need its input."""
+    rows = conn.execute(
+        "SELECT id FROM jobs WHERE upload_id = %s AND status = ANY(%s) ORDER BY created_at",
+        (upload_id, sorted(s.value for s in ACTIVE)),
+    ).fetchall()
+    return [str(row["id"]) for row in rows]
+
+
 def unfinished(conn: Connection) -> list[Row]:
     """Every job not in a terminal status (the local platform's recovery at startup)."""
     return conn.execute(
         "SELECT id, status, task_arn FROM jobs WHERE NOT (status = ANY(%s))", (sorted(s.value for s in TERMINAL),)
     ).fetchall()
+
+
+def count_active(conn: Connection, user_id: str) -> Count:
+    """The user's jobs not finished (the limit of active jobs)."""
+    row = conn.execute(
+        "SELECT count(*) AS n FROM jobs WHERE user_id = %s AND status = ANY(%s)",
+        (user_id, sorted(s.value for s in ACTIVE)),
+    ).fetchone()
+    return Count(int(row["n"]) if row else 0, None)
+
+
+def count_since(conn: Connection, user_id: str, window_seconds: int) -> Count:
+    """The user's jobs created in the last ``window_seconds``; frees when the oldest leaves it."""
+    row = conn.execute(
+        """SELECT count(*) AS n,
+                  ceil(extract(epoch FROM min(created_at) + make_interval(secs => %(w)s) - now()))::int AS frees
+           FROM jobs WHERE user_id = %(u)s AND created_at > now() - make_interval(secs => %(w)s)""",
+        {"u": user_id, "w": window_seconds},
+    ).fetchone()
+    return Count(int(row["n"]), row["frees"]) if row else Count(0, None)
 
 
 # --- creation ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from datetime import datetime
 import psycopg
 
 from runtime.shared.db import Row
+from runtime.shared.repo.usage import Count
 from runtime.shared.status import UploadStatus, upload_sources
 
 Connection = psycopg.Connection[Row]
@@ -93,6 +94,47 @@ def expire(conn: Connection, upload_id: str) -> Row | None:
         "UPDATE uploads SET status = %s WHERE id = %s AND status = ANY(%s) RETURNING *",
         (UploadStatus.EXPIRED.value, upload_id, upload_sources(UploadStatus.EXPIRED)),
     ).fetchone()
+
+
+#: Days an uploaded input counts as stored: the input bucket's lifecycle
+#: (constructs_lib.storage.StorageProps.input_expiration_days' default).
+INPUT_RETENTION_DAYS = 7
+
+
+def count_pending(conn: Connection, user_id: str, url_ttl_seconds: int) -> Count:
+    """PENDING uploads whose URLs are still live (older ones can no longer receive a file)."""
+    row = conn.execute(
+        """SELECT count(*) AS n,
+                  ceil(extract(epoch FROM min(created_at) + make_interval(secs => %(w)s) - now()))::int AS frees
+           FROM uploads WHERE user_id = %(u)s AND status = %(pending)s
+             AND created_at > now() - make_interval(secs => %(w)s)""",
+        {"u": user_id, "w": url_ttl_seconds, "pending": UploadStatus.PENDING.value},
+    ).fetchone()
+    return Count(int(row["n"]), row["frees"]) if row else Count(0, None)
+
+
+def count_stored_bytes(conn: Connection, user_id: str, url_ttl_seconds: int, undeclared_bytes: int) -> Count:
+    """Input bytes held: UPLOADED inputs within the bucket's lifecycle at their size, live PENDING
+    uploads at their declared size (``undeclared_bytes`` when none was declared)."""
+    row = conn.execute(
+        """SELECT COALESCE(sum(CASE WHEN status = %(uploaded)s THEN COALESCE(size_bytes, declared_bytes)
+                                    WHEN declared_bytes > 0 THEN declared_bytes
+                                    ELSE %(undeclared)s END), 0)::bigint AS n,
+                  ceil(extract(epoch FROM min(created_at) + make_interval(days => %(days)s) - now()))::int AS frees
+           FROM uploads
+           WHERE user_id = %(u)s
+             AND ((status = %(uploaded)s AND created_at > now() - make_interval(days => %(days)s))
+                  OR (status = %(pending)s AND created_at > now() - make_interval(secs => %(ttl)s)))""",
+        {
+            "u": user_id,
+            "uploaded": UploadStatus.UPLOADED.value,
+            "pending": UploadStatus.PENDING.value,
+            "undeclared": undeclared_bytes,
+            "days": INPUT_RETENTION_DAYS,
+            "ttl": url_ttl_seconds,
+        },
+    ).fetchone()
+    return Count(int(row["n"]), row["frees"]) if row else Count(0, None)
 
 
 # --- the sweeper ---------------------------------------------------------------------------
