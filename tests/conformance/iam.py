@@ -383,13 +383,17 @@ def violations(calls: Iterable[Call], topo: Topology) -> list[Violation]:
             continue
         roles = (topo.roles[call.component], *topo.also_roles.get(call.component, ()))
         for need in needs(call, topo):
-            for role_lid in roles:
-                if policy_of(role_lid).is_action_permitted(need.action, need.resource) != PermissionResult.PERMITTED:
-                    who = call.component if role_lid == roles[0] else f"{call.component} (as {role_lid})"
-                    found.setdefault(
-                        (who, need.action, call.site),
-                        Violation(who, need.action, need.resource, need.why, call.site),
-                    )
+            refusing = [
+                role_lid
+                for role_lid in roles
+                if policy_of(role_lid).is_action_permitted(need.action, need.resource) != PermissionResult.PERMITTED
+            ]
+            if refusing:
+                why = need.why if refusing == [roles[0]] else f"{need.why}; refused by {', '.join(refusing)}"
+                found.setdefault(
+                    (call.component, need.action, call.site),
+                    Violation(call.component, need.action, need.resource, why, call.site),
+                )
     return sorted(found.values(), key=str)
 
 
