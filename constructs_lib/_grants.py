@@ -11,6 +11,7 @@ from __future__ import annotations
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import IConstruct
 
 from constructs_lib._nag import acknowledge
@@ -85,3 +86,16 @@ def acknowledge_prefix_grants(
         "prefix of one bucket and to GetObject/PutObject/DeleteObject.",
         *findings,
     )
+
+
+def grant_worker_data(
+    role: iam.IRole, input_bucket: s3.IBucket, output_bucket: s3.IBucket, database_secret: secretsmanager.ISecret
+) -> None:
+    """What a worker (task or function) may touch: read ``input/*``, write ``output/*``, list and
+    delete it (a re-run prunes the outputs it no longer produces), read the database secret."""
+    grant_object_read(input_bucket, role, INPUT_PREFIX)
+    grant_object_write(output_bucket, role, OUTPUT_PREFIX)
+    grant_list_prefix(output_bucket, role, OUTPUT_PREFIX)
+    grant_object_delete(output_bucket, role, OUTPUT_PREFIX)
+    database_secret.grant_read(role)
+    acknowledge_prefix_grants(role, input_bucket, output_bucket)

@@ -34,6 +34,7 @@ from constructs_lib._grants import (
 from constructs_lib._lambda import runtime_function
 from constructs_lib._nag import acknowledge
 from constructs_lib._runtime_interface import APP_ATTRIBUTE, AppSpec, runtime_interface
+from constructs_lib.worker_function import WorkerFunction
 
 #: Answers API Gateway gives itself (no route, throttled, integration failed) in the API's error
 #: shape ``{"error": {"code", "message", "details"}}``; the status code is kept.
@@ -98,7 +99,8 @@ class ApiProps:
     #: Timeout of the function, in seconds (API Gateway stops waiting at 29).
     #: Default: - 29.
     timeout_seconds: int = 29
-    #: Extra environment of the function (limits, log level).
+    #: Extra environment of the function (limits, log level, the task-size bounds of
+    #: runtime.shared.settings.Runners that POST /media/process refuses by).
     #: Default: - none.
     environment: Mapping[str, str] = field(default_factory=dict)
     #: Jobs of one user QUEUED, DISPATCHED or RUNNING at once; over it POST /media/process is 429.
@@ -116,6 +118,10 @@ class ApiProps:
     #: Refuse uploads that do not declare ``size_bytes``, so every presigned PUT signs its length.
     #: Default: - false (the seed's body omits the size).
     require_upload_size: bool = False
+    #: The worker Lambda, which probes a video's duration and frame size for POST
+    #: /media/process's work estimate (a synchronous Invoke).
+    #: Default: - none: videos are accepted unprobed and sized by the dispatcher's default.
+    worker_function: WorkerFunction | None = None
     #: Retention of the function and access log groups.
     #: Default: - one month.
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
@@ -208,6 +214,7 @@ class Api(Construct):
                 "TRANSCODEX_JWT_SECRET_ARN": self.jwt_secret.secret_arn,
                 # One request at a time per container: one connection is all it can use.
                 runtime_interface().api_pool_size_env: "1",
+                **(props.worker_function.runtime_environment() if props.worker_function else {}),
                 **props.environment,
                 **props.limits_environment(),
             },
@@ -229,6 +236,8 @@ class Api(Construct):
         props.queue.grant_send_messages(self.function)
         props.database_secret.grant_read(self.function)
         self.jwt_secret.grant_read(self.function)
+        if props.worker_function is not None:
+            props.worker_function.grant_invoke(self.function)
 
         self.access_log_group = logs.LogGroup(
             self, "AccessLogs", retention=props.log_retention, removal_policy=props.log_removal_policy

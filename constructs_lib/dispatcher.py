@@ -30,8 +30,10 @@ from constructs_lib._lambda import runtime_function
 from constructs_lib._runtime_interface import runtime_interface
 from constructs_lib.queue import VISIBILITY_TIMEOUT_FACTOR
 from constructs_lib.worker import Worker
+from constructs_lib.worker_function import WorkerFunction
 
 _CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+_FARGATE_CPUS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 #: The default claim timeout, in dispatcher timeouts.
 CLAIM_TIMEOUT_FACTOR = 2
 
@@ -81,6 +83,13 @@ class DispatcherProps:
     #: Capacity provider of worker tasks: "FARGATE" or "FARGATE_SPOT".
     #: Default: - the FARGATE launch type.
     capacity_provider: str | None = None
+    #: The worker Lambda small jobs are routed to (runtime.shared.estimate decides which).
+    #: Default: - none: every job runs as a Fargate task.
+    worker_function: WorkerFunction | None = None
+    #: Task sizes the dispatcher may give a job, in Fargate CPU units (memory: 2 GiB per vCPU).
+    #: Default: - 1024 to 8192.
+    min_task_cpu: int = 1024
+    max_task_cpu: int = 8192
     #: Bucket of uploads; the sweeper HEADs ``input/`` objects of stale PENDING uploads, deletes
     #: oversized ones and a deleted account's.
     #: Default: - the worker's input bucket.
@@ -132,6 +141,10 @@ class DispatcherProps:
             )
         if not 1 <= self.sweep_interval_minutes <= 60:
             raise ValueError(f"sweep_interval_minutes must be between 1 and 60, got {self.sweep_interval_minutes}")
+        if self.min_task_cpu not in _FARGATE_CPUS or self.max_task_cpu not in _FARGATE_CPUS:
+            raise ValueError(f"min_task_cpu and max_task_cpu must be among {_FARGATE_CPUS}")
+        if self.min_task_cpu > self.max_task_cpu:
+            raise ValueError(f"min_task_cpu ({self.min_task_cpu}) must not exceed max_task_cpu ({self.max_task_cpu})")
         if self.capacity_provider is not None and self.capacity_provider not in _CAPACITY_PROVIDERS:
             raise ValueError(
                 f"capacity_provider must be one of {_CAPACITY_PROVIDERS} or None, got {self.capacity_provider!r}"
@@ -179,6 +192,11 @@ class Dispatcher(Construct):
             "TRANSCODEX_ECS_SECURITY_GROUPS": worker.security_group.security_group_id,
             runtime_interface().claim_timeout_env: str(props.effective_claim_timeout_seconds),
             **({"TRANSCODEX_ECS_CAPACITY_PROVIDER": props.capacity_provider} if props.capacity_provider else {}),
+            "TRANSCODEX_FARGATE_MIN_CPU": str(props.min_task_cpu),
+            "TRANSCODEX_FARGATE_MAX_CPU": str(props.max_task_cpu),
+            "TRANSCODEX_FARGATE_STORAGE_GIB": str(worker.ephemeral_storage_gib),
+            "TRANSCODEX_WORKER_ARCHITECTURE": worker.cpu_architecture,
+            **(props.worker_function.runtime_environment() if props.worker_function else {}),
             **props.environment,
         }
 
@@ -279,6 +297,8 @@ class Dispatcher(Construct):
         assert self.sweep_function.role is not None
         acknowledge_prefix_grants(self.sweep_function.role, input_bucket, output_bucket)
         worker.grant_run(self.queue_function)
+        if props.worker_function is not None:
+            props.worker_function.grant_invoke(self.queue_function)
         for function in (
             self.queue_function,
             self.dead_letter_function,

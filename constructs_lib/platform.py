@@ -9,6 +9,7 @@ from typing import TypedDict
 from aws_cdk import CfnOutput, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -23,6 +24,7 @@ from constructs_lib.observability import Observability, ObservabilityProps
 from constructs_lib.queue import JobQueue, JobQueueProps
 from constructs_lib.storage import Storage, StorageProps
 from constructs_lib.worker import Worker, WorkerProps
+from constructs_lib.worker_function import WorkerFunction, WorkerFunctionProps
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -109,6 +111,29 @@ class TranscodexPlatformProps:
     #: Worker image.
     #: Default: - built from runtime/worker/Dockerfile at deploy.
     worker_image: ecs.ContainerImage | None = None
+    #: Task sizes the dispatcher chooses from by each job's estimated work, in CPU units.
+    #: Default: - 1024 to 8192.
+    worker_min_task_cpu: int = 1024
+    worker_max_task_cpu: int = 8192
+    # --- worker function (small jobs)
+    #: Run small jobs (images, posters, short videos) on a worker Lambda built from the worker image.
+    #: Default: - true.
+    worker_function_enabled: bool = True
+    #: Worker function memory, in MiB (1769 MiB per vCPU).
+    #: Default: - 4096.
+    worker_function_memory_mib: int = 4096
+    #: Worker function /tmp, in MiB.
+    #: Default: - 10240.
+    worker_function_ephemeral_storage_mib: int = 10240
+    #: Worker function timeout, in seconds (60-900).
+    #: Default: - 900.
+    worker_function_timeout_seconds: int = 900
+    #: Worker function reserved concurrency (two database connections each).
+    #: Default: - 5.
+    worker_function_reserved_concurrency: int = 5
+    #: Worker function image (must match ``worker_image`` when that is given).
+    #: Default: - the worker image asset with the Lambda runtime interface client as entrypoint.
+    worker_function_code: lambda_.DockerImageCode | None = None
     # --- api
     #: API stage name.
     #: Default: - "v1".
@@ -291,6 +316,29 @@ class TranscodexPlatform(Construct):
                 log_removal_policy=data_removal,
             ),
         )
+        #: The worker Lambda, or None when ``worker_function_enabled`` is false.
+        self.worker_function: WorkerFunction | None = None
+        if props.worker_function_enabled:
+            self.worker_function = WorkerFunction(
+                self,
+                "WorkerFunction",
+                WorkerFunctionProps(
+                    vpc=vpc,
+                    vpc_subnets=compute,
+                    input_bucket=self.storage.input_bucket,
+                    output_bucket=self.storage.output_bucket,
+                    database_secret=secret,
+                    on_failure_queue=self.job_queue.dead_letter_queue,
+                    memory_size_mib=props.worker_function_memory_mib,
+                    ephemeral_storage_mib=props.worker_function_ephemeral_storage_mib,
+                    timeout_seconds=props.worker_function_timeout_seconds,
+                    reserved_concurrency=props.worker_function_reserved_concurrency,
+                    architecture=props.worker_cpu_architecture,
+                    code=props.worker_function_code,
+                    environment=env,
+                    **logs_common,
+                ),
+            )
         self.dispatcher = Dispatcher(
             self,
             "Dispatcher",
@@ -304,6 +352,9 @@ class TranscodexPlatform(Construct):
                 timeout_seconds=props.dispatcher_timeout_seconds,
                 max_concurrency=props.dispatcher_max_concurrency,
                 capacity_provider=props.worker_capacity_provider,
+                worker_function=self.worker_function,
+                min_task_cpu=props.worker_min_task_cpu,
+                max_task_cpu=props.worker_max_task_cpu,
                 environment=env,
                 **logs_common,
             ),
@@ -319,10 +370,18 @@ class TranscodexPlatform(Construct):
                 queue=self.job_queue.queue,
                 database_secret=secret,
                 app_spec=props.api_app_spec,
+                worker_function=self.worker_function,
                 stage_name=props.api_stage_name,
                 throttling_rate_limit=props.api_throttling_rate_limit,
                 throttling_burst_limit=props.api_throttling_burst_limit,
-                environment=env,
+                # The bounds POST /media/process refuses by are the dispatcher's (runtime.shared.estimate).
+                environment={
+                    **env,
+                    "TRANSCODEX_FARGATE_MIN_CPU": str(props.worker_min_task_cpu),
+                    "TRANSCODEX_FARGATE_MAX_CPU": str(props.worker_max_task_cpu),
+                    "TRANSCODEX_FARGATE_STORAGE_GIB": str(props.worker_ephemeral_storage_gib),
+                    "TRANSCODEX_WORKER_ARCHITECTURE": props.worker_cpu_architecture,
+                },
                 **logs_common,
             ),
         )
@@ -336,6 +395,7 @@ class TranscodexPlatform(Construct):
             self.dispatcher.security_group,
             self.api.security_group,
             self.migrations.security_group,
+            *([self.worker_function.security_group] if self.worker_function else []),
         ):
             self.database.allow_from(client)
         # The schema exists before anything that uses it goes live, and the first rotation starts
@@ -365,6 +425,7 @@ class TranscodexPlatform(Construct):
                     self.dispatcher.dead_letter_function,
                     self.dispatcher.task_state_function,
                     self.dispatcher.sweep_function,
+                    *([self.worker_function.function] if self.worker_function else []),
                 ),
                 extra_alarms=(self.job_queue.dead_letter_alarm,),
                 alarm_email=props.alarm_email,

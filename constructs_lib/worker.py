@@ -16,15 +16,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from constructs_lib._assets import runtime_path, stage_runtime
-from constructs_lib._grants import (
-    INPUT_PREFIX,
-    OUTPUT_PREFIX,
-    acknowledge_prefix_grants,
-    grant_list_prefix,
-    grant_object_delete,
-    grant_object_read,
-    grant_object_write,
-)
+from constructs_lib._grants import grant_worker_data
 from constructs_lib._nag import acknowledge
 
 #: Name of the worker container; the dispatcher overrides its environment with JOB_ID.
@@ -46,6 +38,11 @@ _FARGATE_MEMORY: dict[int, tuple[int, int, int]] = {
     4096: (8192, 30720, 1024),
     8192: (16384, 61440, 4096),
     16384: (32768, 122880, 8192),
+}
+#: The image platform of each architecture (the worker function builds the same asset).
+ARCHITECTURE_PLATFORMS = {
+    "X86_64": ecr_assets.Platform.LINUX_AMD64,
+    "ARM64": ecr_assets.Platform.LINUX_ARM64,
 }
 _ARCHITECTURES = {
     "X86_64": (ecs.CpuArchitecture.X86_64, ecr_assets.Platform.LINUX_AMD64),
@@ -131,6 +128,9 @@ class Worker(Construct):
         props.validate()
         self.input_bucket = props.input_bucket
         self.output_bucket = props.output_bucket
+        #: What the dispatcher sizes and costs tasks by.
+        self.cpu_architecture = props.cpu_architecture
+        self.ephemeral_storage_gib = props.ephemeral_storage_gib
         self.cluster = ecs.Cluster(
             self,
             "Cluster",
@@ -192,13 +192,7 @@ class Worker(Construct):
             description="TranscodeX worker tasks (no inbound; outbound to S3, ECR, the database)",
             allow_all_outbound=True,
         )
-        grant_object_read(props.input_bucket, self.task_role, INPUT_PREFIX)
-        grant_object_write(props.output_bucket, self.task_role, OUTPUT_PREFIX)
-        # A re-run prunes the outputs it no longer produces (ListObjectsV2 + DeleteObjects).
-        grant_list_prefix(props.output_bucket, self.task_role, OUTPUT_PREFIX)
-        grant_object_delete(props.output_bucket, self.task_role, OUTPUT_PREFIX)
-        props.database_secret.grant_read(self.task_role)
-        acknowledge_prefix_grants(self.task_role, props.input_bucket, props.output_bucket)
+        grant_worker_data(self.task_role, props.input_bucket, props.output_bucket, props.database_secret)
         acknowledge(
             self.task_definition.obtain_execution_role(),
             "IAM5",

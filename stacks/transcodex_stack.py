@@ -23,7 +23,7 @@ CONTEXT_PREFIX = "transcodex:"
 #: Context-only keys that are not platform props.
 VPC_ID_KEY = "vpc_id"
 
-_NOT_FROM_CONTEXT = {"vpc", "worker_image", "api_app_spec"}
+_NOT_FROM_CONTEXT = {"vpc", "worker_image", "worker_function_code", "api_app_spec"}
 
 
 _RETENTION_DAYS = {

@@ -14,6 +14,7 @@ worker task or a message that will come back to finish the job (a retry, or the 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -21,12 +22,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from runtime.dispatcher.launchers import Launcher, LaunchError, LaunchRequest
-from runtime.shared import aws
+from runtime.dispatcher.launchers import LAMBDA_TASK_PREFIX, Launcher, LaunchError, LaunchRequest
+from runtime.shared import aws, estimate
 from runtime.shared import db as dbm
 from runtime.shared.log import bind
 from runtime.shared.messages import MessageError, parse_message
 from runtime.shared.repo import jobs as jobs_repo
+from runtime.shared.repo import uploads as uploads_repo
 from runtime.shared.status import ErrorCode, JobStatus
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ class Outcome(StrEnum):
     UNCERTAIN = "UNCERTAIN"
     #: The body is not a job message.
     MALFORMED = "MALFORMED"
+    #: No allowed runner can finish the job in time: it ended FAILED (WORK_TOO_LARGE), nothing started.
+    REFUSED = "REFUSED"
 
     @property
     def retry(self) -> bool:
@@ -74,8 +78,13 @@ def dispatch(
     *,
     message_id: str | None = None,
     claim_timeout_seconds: float = DEFAULT_CLAIM_TIMEOUT_SECONDS,
+    bounds: estimate.Bounds | None = None,
+    price_class: str | None = None,
 ) -> Outcome:
-    """Handle one job message: claim the job, start its worker, record the task id.
+    """Handle one job message: claim the job, place it (with ``bounds``: the worker Lambda or a
+    Fargate task sized by its estimated work, runtime.shared.estimate), start its worker, and
+    record the task id with where it runs, its size and timeout (``price_class``: x86, arm or
+    spot, for the job's cost).
 
     Never raises for bad input or a refused launch (see :class:`Outcome`); a database error
     propagates, and the caller reports the record failed (the claim, if taken, is recovered
@@ -88,10 +97,24 @@ def dispatch(
             log.error("malformed job message", extra={"error": str(err), "body": _preview(body)})
             return Outcome.MALFORMED
         with bind(job_id=message.job_id):
-            return _dispatch_job(db, launcher, message.job_id, claim_timeout_seconds)
+            return _dispatch_job(db, launcher, message.job_id, claim_timeout_seconds, bounds, price_class)
 
 
-def _dispatch_job(db: dbm.Database, launcher: Launcher, job_id: str, claim_timeout_seconds: float) -> Outcome:
+def _placement(conn: Any, job: dbm.Row, bounds: estimate.Bounds) -> estimate.Placement | estimate.TooLarge:
+    upload = uploads_repo.get(conn, str(job["upload_id"]))
+    size = int((upload or {}).get("size_bytes") or (upload or {}).get("declared_bytes") or 0)
+    work = estimate.job_work(job["job_type"], job["operations"], size, estimate.Probe.from_json(job.get("probe")))
+    return estimate.place(work, size, bounds)
+
+
+def _dispatch_job(
+    db: dbm.Database,
+    launcher: Launcher,
+    job_id: str,
+    claim_timeout_seconds: float,
+    bounds: estimate.Bounds | None = None,
+    price_class: str | None = None,
+) -> Outcome:
     with db.connection() as conn:
         job = jobs_repo.transition(conn, job_id, JobStatus.DISPATCHED)
         if job is None:
@@ -111,8 +134,23 @@ def _dispatch_job(db: dbm.Database, launcher: Launcher, job_id: str, claim_timeo
                 log.info("another dispatcher holds a fresh claim on this job; retrying later")
                 return Outcome.CLAIM_IN_FLIGHT
             log.warning("re-claimed a stale claim with no task recorded", extra={"attempt": job["dispatch_count"]})
+        placement = _placement(conn, job, bounds) if bounds is not None else None
+        if isinstance(placement, estimate.TooLarge):
+            jobs_repo.fail_undispatched(
+                conn,
+                job_id,
+                ErrorCode.WORK_TOO_LARGE,
+                f"The job's estimated run time ({placement.estimated_seconds:.0f} s on the largest allowed worker) "
+                f"exceeds the {placement.limit_seconds}-second limit, or its scratch space "
+                f"({placement.scratch_bytes:,} bytes) the worker's {placement.scratch_limit_bytes:,}. "
+                "Submit a shorter input or fewer/lower renditions.",
+            )
+            log.warning("job refused: too much work for any allowed worker", extra=placement.details())
+            return Outcome.REFUSED
 
-    request = LaunchRequest(job_id=job_id, user_id=str(job["user_id"]), attempt=int(job["dispatch_count"]))
+    request = LaunchRequest(
+        job_id=job_id, user_id=str(job["user_id"]), attempt=int(job["dispatch_count"]), placement=placement
+    )
     try:
         task_id = launcher.launch(request)
     except LaunchError as err:
@@ -137,7 +175,16 @@ def _dispatch_job(db: dbm.Database, launcher: Launcher, job_id: str, claim_timeo
         return Outcome.RELEASED
 
     with db.connection() as conn:
-        recorded = jobs_repo.set_task_arn(conn, job_id, task_id)
+        recorded = jobs_repo.set_task_arn(
+            conn,
+            job_id,
+            task_id,
+            cpu=placement.cpu if placement and jobs_repo.runner_of(task_id) == "fargate" else None,
+            memory_mib=placement.memory_mib if placement and jobs_repo.runner_of(task_id) != "local" else None,
+            price_class=(price_class if placement and placement.runner == "fargate" else _no_spot(price_class)),
+            timeout_seconds=placement.timeout_seconds if placement else None,
+            estimated_seconds=placement.estimated_seconds if placement else None,
+        )
         if recorded is None:
             # Cancelled (or failed) while RunTask was in flight: the worker would refuse the job
             # anyway; stop it now rather than pay for its start-up.
@@ -148,7 +195,16 @@ def _dispatch_job(db: dbm.Database, launcher: Launcher, job_id: str, claim_timeo
             )
             launcher.stop(task_id, "TranscodeX: job no longer wants a worker")
             return Outcome.SKIPPED
-    log.info("worker started", extra={"task_arn": task_id, "attempt": request.attempt})
+    log.info(
+        "worker started",
+        extra={
+            "task_arn": task_id,
+            "attempt": request.attempt,
+            "runner": jobs_repo.runner_of(task_id),
+            "cpu": placement and placement.cpu,
+            "timeout_seconds": placement and placement.timeout_seconds,
+        },
+    )
     return Outcome.LAUNCHED
 
 
@@ -164,6 +220,9 @@ def fail_dead_letter(db: dbm.Database, body: str | bytes, *, message_id: str | N
     leftover duplicate; its task's own events settle it).
     """
     with bind(message_id=message_id):
+        failure = LambdaFailure.from_body(body)
+        if failure is not None:
+            return _fail_lambda_run(db, failure)
         try:
             job_id = parse_message(body).job_id
         except MessageError as err:
@@ -188,6 +247,66 @@ def fail_dead_letter(db: dbm.Database, body: str | bytes, *, message_id: str | N
             else:
                 log.error("job failed: could not be dispatched", extra={"attempts": attempts})
             return failed
+
+
+@dataclass(frozen=True)
+class LambdaFailure:
+    """An asynchronous invocation of the worker Lambda that failed (an error, a timeout, the
+    runtime crashed) or expired unrun: the on-failure destination's record on the dead-letter
+    queue (``requestContext``, ``requestPayload``, ``responsePayload``)."""
+
+    job_id: str
+    request_id: str
+    condition: str
+    error: str
+
+    @classmethod
+    def from_body(cls, body: str | bytes) -> LambdaFailure | None:
+        try:
+            record = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(record, dict) or not isinstance(record.get("requestContext"), dict):
+            return None
+        context, payload = record["requestContext"], record.get("requestPayload") or {}
+        response = record.get("responsePayload") or {}
+        job_id = str(payload.get("job_id") or "") if isinstance(payload, dict) else ""
+        error = response.get("errorMessage") or response.get("errorType") if isinstance(response, dict) else None
+        return cls(job_id, str(context.get("requestId") or ""), str(context.get("condition") or ""), str(error or ""))
+
+    def classify(self) -> tuple[ErrorCode, str]:
+        if self.condition == "EventAgeExceeded":
+            return ErrorCode.DISPATCH_FAILED, (
+                "The worker function did not start the job in time (its invocation expired in the queue, "
+                "e.g. under throttling). Submit the job again."
+            )
+        if "timed out" in self.error.lower():
+            return ErrorCode.TIMEOUT, (
+                "The worker function reached its time limit before the job finished. Submit the job again; "
+                f"if it times out again, try a smaller input. ({_clip(self.error)})"
+            )
+        return ErrorCode.TASK_STOPPED, (
+            "The worker function stopped before recording a result"
+            f" ({_clip(self.error) or self.condition or 'no reason given'}). Submit the job again."
+        )
+
+
+def _fail_lambda_run(db: dbm.Database, failure: LambdaFailure) -> dbm.Row | None:
+    """A failed Lambda run's job ends FAILED, if that run is still its worker (guarded on the task id)."""
+    if not _is_uuid(failure.job_id):
+        log.error("worker-function failure record names no job; dropping it", extra={"request_id": failure.request_id})
+        return None
+    with bind(job_id=failure.job_id), db.connection() as conn:
+        code, message = failure.classify()
+        failed = jobs_repo.fail_stopped(conn, failure.job_id, LAMBDA_TASK_PREFIX + failure.request_id, code, message)
+        if failed is None:
+            log.info("worker-function failure needs no action", extra={"condition": failure.condition})
+        else:
+            log.error(
+                "job failed: its worker function failed",
+                extra={"error_code": code.value, "condition": failure.condition, "error": _clip(failure.error)},
+            )
+        return failed
 
 
 # --- stopped tasks ----------------------------------------------------------------------------
@@ -309,6 +428,12 @@ def task_stopped(db: dbm.Database, stopped: StoppedTask) -> dbm.Row | None:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _no_spot(price_class: str | None) -> str | None:
+    """A Lambda run has no Spot price: x86 or ARM as the worker's architecture."""
+    return "x86" if price_class == "spot" else price_class
+
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runtime.dispatcher.core import StoppedTask
-from runtime.dispatcher.launchers import EcsConfig, EcsLauncher
+from runtime.dispatcher.launchers import EcsConfig, EcsLauncher, LambdaLauncher, RoutingLauncher
 from runtime.dispatcher.service import DispatcherService, Settled
 from runtime.shared import aws
 from runtime.shared.log import configure
@@ -40,7 +40,11 @@ def _build(component: str) -> DispatcherService:
     settings = load_settings(sections=_SECTIONS.get(component, ("database",)))
     configure(settings.log_level)
     if component == "dispatcher":
-        launcher = EcsLauncher(EcsConfig.from_settings(settings), aws.client("ecs", settings))
+        fargate = EcsLauncher(EcsConfig.from_settings(settings), aws.client("ecs", settings))
+        function = settings.runners.worker_function
+        launcher = RoutingLauncher(
+            fargate, LambdaLauncher(function, aws.client("lambda", settings)) if function else None
+        )
         return DispatcherService.from_settings(settings, launcher=launcher, pool_size=DISPATCHER_POOL_SIZE)
     if component == "sweeper":
         return DispatcherService.from_settings(settings, queue=True, storage=True, pool_size=SWEEPER_POOL_SIZE)

@@ -1,4 +1,7 @@
-"""Where a claimed job's worker runs, behind :class:`Launcher`: one ECS Fargate task here.
+"""Where a claimed job's worker runs, behind :class:`Launcher`: an ECS Fargate task sized for
+the job (:class:`EcsLauncher`), an asynchronous invocation of the worker Lambda
+(:class:`LambdaLauncher`), chosen per job by :class:`RoutingLauncher` from the placement the
+dispatcher computed (runtime.shared.estimate).
 
 The SQS Lambda and the local platform share the same claim-launch-record code
 (:func:`runtime.dispatcher.core.dispatch`) and differ only in their launcher: this module's
@@ -9,12 +12,14 @@ the database.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime.shared.estimate import Placement
 from runtime.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,8 @@ class LaunchRequest:
     #: The job's dispatch_count at this claim; with the job id it makes RunTask's clientToken,
     #: so a re-claimed stale claim (crash after RunTask) gets the same task back, not a second one.
     attempt: int = 1
+    #: Where and on what size it runs (None: the launcher's default).
+    placement: Placement | None = None
 
     @property
     def client_token(self) -> str:
@@ -138,6 +145,16 @@ class EcsLauncher:
             "enableECSManagedTags": True,
             "clientToken": request.client_token,
         }
+        placement = request.placement
+        if placement is not None and placement.runner == "fargate":
+            # Task-level overrides (Fargate accepts any valid cpu/memory pair at RunTask), and the
+            # worker's own deadline so it records TIMEOUT before the sweeper has to.
+            if placement.cpu:
+                params["overrides"]["cpu"] = str(placement.cpu)
+                params["overrides"]["memory"] = str(placement.memory_mib)
+            params["overrides"]["containerOverrides"][0]["environment"].append(
+                {"name": "TRANSCODEX_WORKER_TIMEOUT_SECONDS", "value": str(placement.timeout_seconds)}
+            )
         if cfg.capacity_provider:
             params["capacityProviderStrategy"] = [{"capacityProvider": cfg.capacity_provider, "weight": 1}]
         else:
@@ -147,17 +164,8 @@ class EcsLauncher:
     def launch(self, request: LaunchRequest) -> str:
         try:
             response = self.client.run_task(**self.run_task_params(request))
-        except ClientError as err:
-            error = err.response.get("Error", {})
-            code = str(error.get("Code") or "ClientError")
-            message = str(error.get("Message") or err)
-            throttled = code in THROTTLING_CODES or "rate exceeded" in message.lower()
-            status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            raise LaunchError(code, message, throttled=throttled, ambiguous=status >= 500) from err
-        except BotoCoreError as err:
-            # Connection errors and read timeouts (after botocore's own retries): RunTask may
-            # have started a task whose answer was lost.
-            raise LaunchError(type(err).__name__, str(err), ambiguous=True) from err
+        except (ClientError, BotoCoreError) as err:
+            raise _launch_error(err) from err
         failures = response.get("failures") or []
         tasks = response.get("tasks") or []
         if failures or not tasks:
@@ -171,3 +179,73 @@ class EcsLauncher:
             self.client.stop_task(cluster=self.config.cluster, task=task_id, reason=reason[:255])
         except (ClientError, BotoCoreError):
             log.warning("could not stop task", exc_info=True, extra={"task_arn": task_id})
+
+
+def _launch_error(err: ClientError | BotoCoreError) -> LaunchError:
+    """A refused or unanswered start: throttling marked, a 5xx or lost answer ambiguous (the
+    request may have started a worker)."""
+    if isinstance(err, BotoCoreError):
+        # Connection errors and read timeouts (after botocore's own retries).
+        return LaunchError(type(err).__name__, str(err), ambiguous=True)
+    error = err.response.get("Error", {})
+    code = str(error.get("Code") or "ClientError")
+    message = str(error.get("Message") or err)
+    throttled = code in THROTTLING_CODES or "rate exceeded" in message.lower()
+    status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return LaunchError(code, message, throttled=throttled, ambiguous=status >= 500)
+
+
+# --- the worker Lambda ----------------------------------------------------------------------
+
+#: Task ids of jobs on the worker Lambda: this prefix and the invocation's request id, which the
+#: on-failure destination's record names again (``requestContext.requestId``).
+LAMBDA_TASK_PREFIX = "lambda:"
+
+
+class LambdaLauncher:
+    """Invokes the worker Lambda asynchronously (InvocationType Event) with ``{"job_id": ...}``.
+
+    Asynchronous, so the dispatcher does not wait for the job; the function's invoke
+    configuration (constructs_lib.worker_function) retries nothing and sends a failed or
+    expired invocation to the dead-letter queue, whose handler fails the job
+    (runtime.dispatcher.core.fail_dead_letter), so a job on the Lambda is never left running.
+    """
+
+    def __init__(self, function_name: str, client: Any) -> None:
+        self.function_name = function_name
+        self.client = client
+
+    def launch(self, request: LaunchRequest) -> str:
+        payload = {"job_id": request.job_id, "attempt": request.attempt}
+        try:
+            response = self.client.invoke(
+                FunctionName=self.function_name, InvocationType="Event", Payload=json.dumps(payload).encode()
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise _launch_error(err) from err
+        request_id = str((response.get("ResponseMetadata") or {}).get("RequestId") or "")
+        if int(response.get("StatusCode") or 0) != 202 or not request_id:
+            raise LaunchError("INVOKE_NOT_ACCEPTED", f"Invoke answered {response.get('StatusCode')}", ambiguous=True)
+        return LAMBDA_TASK_PREFIX + request_id
+
+    def stop(self, task_id: str, reason: str) -> None:
+        """An invocation cannot be stopped: the worker sees the job is no longer RUNNING at its
+        next progress write (or refuses to claim it) and ends."""
+        log.info("a Lambda run cannot be stopped; its worker will notice", extra={"task_arn": task_id})
+
+
+class RoutingLauncher:
+    """Sends each job where its placement says: the worker Lambda or a Fargate task."""
+
+    def __init__(self, fargate: Launcher, worker_function: Launcher | None = None) -> None:
+        self.fargate = fargate
+        self.worker_function = worker_function
+
+    def _for(self, runner: str | None) -> Launcher:
+        return self.worker_function if runner == "lambda" and self.worker_function is not None else self.fargate
+
+    def launch(self, request: LaunchRequest) -> str:
+        return self._for(request.placement.runner if request.placement else None).launch(request)
+
+    def stop(self, task_id: str, reason: str) -> None:
+        self._for("lambda" if task_id.startswith(LAMBDA_TASK_PREFIX) else None).stop(task_id, reason)

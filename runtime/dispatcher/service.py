@@ -31,7 +31,7 @@ from runtime.dispatcher.sweeper import (
     s3_object_size,
     sweep,
 )
-from runtime.shared import aws
+from runtime.shared import aws, estimate
 from runtime.shared.db import Database, Row, open_database
 from runtime.shared.log import bind
 from runtime.shared.settings import DISPATCH_CLAIM_TIMEOUT_ENV, ConfigError, Settings
@@ -58,6 +58,10 @@ class DispatcherConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     #: A batch hands back the records not started before the last this many milliseconds.
     reserve_ms: float = RESERVE_MS
+    #: Where jobs may run and on what sizes (runtime.shared.estimate); None: the launcher's defaults.
+    bounds: estimate.Bounds | None = None
+    #: The list price a run is costed at: "x86", "arm" or "spot".
+    price_class: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None) -> DispatcherConfig:
@@ -67,6 +71,8 @@ class DispatcherConfig:
             claim_timeout_seconds=float(settings.dispatch_claim_timeout_seconds or core.DEFAULT_CLAIM_TIMEOUT_SECONDS),
             container_name=settings.ecs_container_name,
             sweep=SweepConfig.from_env(settings, env),
+            bounds=estimate.bounds(settings),
+            price_class=price_class(settings),
         )
 
 
@@ -160,6 +166,8 @@ class DispatcherService:
                         message.body,
                         message_id=message.message_id,
                         claim_timeout_seconds=self.config.claim_timeout_seconds,
+                        bounds=self.config.bounds,
+                        price_class=self.config.price_class,
                     )
                 except Exception:  # a database outage must not lose the other records' results
                     log.exception("dispatch failed unexpectedly; the message will be retried")
@@ -210,6 +218,13 @@ class DispatcherService:
 
     def close(self) -> None:
         self.db.close()
+
+
+def price_class(settings: Settings) -> str:
+    """Which list price the deployment's runs are costed at (runtime.shared.prices)."""
+    if settings.ecs_capacity_provider == "FARGATE_SPOT":
+        return "spot"
+    return "arm" if settings.runners.worker_architecture == "ARM64" else "x86"
 
 
 def _required(part: _T | None, name: str) -> _T:

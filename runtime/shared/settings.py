@@ -93,6 +93,69 @@ class Limits:
     require_upload_size: bool = False
 
 
+@dataclass(frozen=True)
+class Runners:
+    """Where jobs may run and the sizes the dispatcher may choose (runtime.shared.estimate)."""
+
+    #: The worker Lambda (name or ARN); empty: every job runs as a Fargate task.
+    worker_function: str = ""
+    #: Its memory (MiB: 1769 MB is one vCPU), timeout and /tmp size, as the construct set them.
+    worker_function_memory_mib: int = 4096
+    worker_function_timeout_seconds: int = 900
+    worker_function_storage_mib: int = 10240
+    #: Encoding VIDEO jobs go to the Lambda only up to this duration x source pixels
+    #: (default: one minute of 1080p).
+    lambda_max_pixel_seconds: int = 60 * 1920 * 1080
+    #: Fargate task sizes the dispatcher chooses from, in CPU units (256 ... 16384).
+    fargate_min_cpu: int = 1024
+    fargate_max_cpu: int = 8192
+    #: The task's ephemeral storage (GiB), the bound of a job's scratch space.
+    fargate_storage_gib: int = 50
+    #: "X86_64" or "ARM64": which list price a Fargate run is costed at.
+    worker_architecture: str = "X86_64"
+    #: A job's timeout is its estimated run time x (1 + this/100) + a minute.
+    estimate_margin_percent: int = 50
+
+
+#: Fargate CPU units a task may be given.
+FARGATE_CPUS = (256, 512, 1024, 2048, 4096, 8192, 16384)
+ARCHITECTURES = ("X86_64", "ARM64")
+
+
+def _runners(env: Mapping[str, str], problems: list[str]) -> Runners:
+    def get(name: str) -> str:
+        return (env.get(PREFIX + name) or "").strip()
+
+    runners = Runners(
+        worker_function=get("WORKER_FUNCTION"),
+        worker_function_memory_mib=_int(
+            env, "WORKER_FUNCTION_MEMORY_MIB", Runners.worker_function_memory_mib, problems, 128
+        ),
+        worker_function_timeout_seconds=_int(
+            env, "WORKER_FUNCTION_TIMEOUT_SECONDS", Runners.worker_function_timeout_seconds, problems
+        ),
+        worker_function_storage_mib=_int(
+            env, "WORKER_FUNCTION_STORAGE_MIB", Runners.worker_function_storage_mib, problems, 512
+        ),
+        lambda_max_pixel_seconds=_int(env, "LAMBDA_MAX_PIXEL_SECONDS", Runners.lambda_max_pixel_seconds, problems, 0),
+        fargate_min_cpu=_int(env, "FARGATE_MIN_CPU", Runners.fargate_min_cpu, problems),
+        fargate_max_cpu=_int(env, "FARGATE_MAX_CPU", Runners.fargate_max_cpu, problems),
+        fargate_storage_gib=_int(env, "FARGATE_STORAGE_GIB", Runners.fargate_storage_gib, problems, 20),
+        worker_architecture=get("WORKER_ARCHITECTURE") or Runners.worker_architecture,
+        estimate_margin_percent=_int(env, "ESTIMATE_MARGIN_PERCENT", Runners.estimate_margin_percent, problems, 0),
+    )
+    for name in ("fargate_min_cpu", "fargate_max_cpu"):
+        if getattr(runners, name) not in FARGATE_CPUS:
+            problems.append(f"{PREFIX}{name.upper()} must be one of {FARGATE_CPUS}, got {getattr(runners, name)}")
+    if runners.fargate_min_cpu > runners.fargate_max_cpu:
+        problems.append(f"{PREFIX}FARGATE_MIN_CPU must not exceed {PREFIX}FARGATE_MAX_CPU")
+    if runners.worker_architecture not in ARCHITECTURES:
+        problems.append(
+            f"{PREFIX}WORKER_ARCHITECTURE must be one of {ARCHITECTURES}, got {runners.worker_architecture!r}"
+        )
+    return runners
+
+
 #: The worker's job id, as ECS's container override and the local launcher pass it.
 JOB_ID_ENV = "JOB_ID"
 LOG_LEVEL_ENV = PREFIX + "LOG_LEVEL"
@@ -134,6 +197,7 @@ class Settings:
     ecs_capacity_provider: str = ""
     ecs_assign_public_ip: bool = False
     limits: Limits = field(default_factory=Limits)
+    runners: Runners = field(default_factory=Runners)
     log_level: str = "INFO"
     #: None: the dispatcher's default (runtime.dispatcher.core.DEFAULT_CLAIM_TIMEOUT_SECONDS).
     dispatch_claim_timeout_seconds: int | None = None
@@ -260,6 +324,7 @@ def load_settings(env: Mapping[str, str] | None = None, sections: Iterable[str] 
         ecs_capacity_provider=get("ECS_CAPACITY_PROVIDER"),
         ecs_assign_public_ip=get("ECS_ASSIGN_PUBLIC_IP").lower() in ("1", "true", "yes"),
         limits=limits,
+        runners=_runners(env, problems),
         log_level=log_level(env),
         dispatch_claim_timeout_seconds=read_int(env, DISPATCH_CLAIM_TIMEOUT_ENV, 0, problems) or None,
     )
@@ -412,6 +477,16 @@ VARIABLES: dict[str, str] = {
             ("MAX_PENDING_UPLOADS_PER_USER", "limits.max_pending_uploads_per_user"),
             ("MAX_STORED_BYTES_PER_USER", "limits.max_stored_bytes_per_user"),
             ("REQUIRE_UPLOAD_SIZE", "limits.require_upload_size"),
+            ("WORKER_FUNCTION", "runners.worker_function"),
+            ("WORKER_FUNCTION_MEMORY_MIB", "runners.worker_function_memory_mib"),
+            ("WORKER_FUNCTION_TIMEOUT_SECONDS", "runners.worker_function_timeout_seconds"),
+            ("WORKER_FUNCTION_STORAGE_MIB", "runners.worker_function_storage_mib"),
+            ("LAMBDA_MAX_PIXEL_SECONDS", "runners.lambda_max_pixel_seconds"),
+            ("FARGATE_MIN_CPU", "runners.fargate_min_cpu"),
+            ("FARGATE_MAX_CPU", "runners.fargate_max_cpu"),
+            ("FARGATE_STORAGE_GIB", "runners.fargate_storage_gib"),
+            ("WORKER_ARCHITECTURE", "runners.worker_architecture"),
+            ("ESTIMATE_MARGIN_PERCENT", "runners.estimate_margin_percent"),
             ("LOG_LEVEL", "log_level"),
             ("DISPATCH_CLAIM_TIMEOUT_SECONDS", "dispatch_claim_timeout_seconds"),
         )

@@ -114,6 +114,8 @@ class ErrorCode(StrEnum):
     DISPATCH_FAILED = "DISPATCH_FAILED"
     TASK_STOPPED = "TASK_STOPPED"
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    #: No allowed worker can finish the job within the time limit (runtime.shared.estimate).
+    WORK_TOO_LARGE = "WORK_TOO_LARGE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 

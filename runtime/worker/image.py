@@ -34,6 +34,12 @@ from runtime.shared.status import ErrorCode
 from runtime.worker import sandbox
 from runtime.worker.errors import Cancelled, JobFailure
 
+#: No libvips operation cache: a warm worker (the worker Lambda, a long-lived local worker)
+#: runs the same pipeline on the same file again and would get the cached image back with the
+#: previous job's progress handler still connected, whose Python callback is gone (a crash in
+#: ffi.from_handle). A job never repeats an operation, so the cache saves nothing.
+pyvips.cache_set_max(0)
+
 #: libvips' largest coordinate: "unbounded" for a fit box with one side given.
 UNBOUNDED = 10_000_000
 #: output format -> (file extension, MIME type)

@@ -136,6 +136,7 @@ def run_job(
             return _fail(database, job_id, ErrorCode.INTERNAL_ERROR, UNEXPECTED)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            _record_compute(database, job_id, time.monotonic() - started)
 
 
 def _execute(
@@ -283,6 +284,15 @@ def _fail(database: jobs_db.Database, job_id: str, code: ErrorCode, message: str
         return _current(database, job_id, "job left RUNNING before it could be marked failed")
     log.warning("job failed", extra={"error_code": code.value, "error_message": message})
     return JobStatus.FAILED
+
+
+def _record_compute(database: jobs_db.Database, job_id: str, seconds: float) -> None:
+    """Best effort: a lost measurement must not change the job's outcome."""
+    try:
+        with database.connection() as conn:
+            jobs_repo.record_compute(conn, job_id, seconds)
+    except Exception:
+        log.warning("could not record the job's compute seconds", exc_info=True)
 
 
 def _current(database: jobs_db.Database, job_id: str, why: str) -> JobStatus:

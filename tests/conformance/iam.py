@@ -140,6 +140,11 @@ class Topology:
     jwt_secret: str
     task_definition: str
     cluster: str
+    #: The worker Lambda (None when the platform has none).
+    worker_function: str | None = None
+    #: Further roles a component's calls must be granted by: the worker's code also runs as
+    #: the worker function (component -> role logical ids).
+    also_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     resolver: Resolver = field(init=False)
 
     def __post_init__(self) -> None:
@@ -197,6 +202,8 @@ def synth_topology() -> Topology:
         jwt_secret=lid(p.api.jwt_secret),
         task_definition=lid(p.worker.task_definition),
         cluster=lid(p.worker.cluster),
+        worker_function=lid(p.worker_function.function) if p.worker_function else None,
+        also_roles={"worker": (lid(p.worker_function.function.role),)} if p.worker_function else {},
     )
 
 
@@ -308,6 +315,10 @@ def needs(call: Call, topo: Topology) -> list[Need]:
         if call.operation == "DescribeTasks":
             return [Need("ecs:DescribeTasks", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{topo.cluster}/t", "DescribeTasks")]
         raise Unmapped(f"no IAM mapping for ecs:{call.operation} ({call.site})")
+    if call.service == "lambda" and call.operation in ("Invoke", "InvokeAsync"):
+        if topo.worker_function is None:
+            raise Unmapped(f"lambda:{call.operation} but the platform has no worker function ({call.site})")
+        return [Need("lambda:InvokeFunction", r.get_att(topo.worker_function, "Arn"), call.operation)]
     if call.service == "secretsmanager" and call.operation == "GetSecretValue":
         secret = topo.jwt_secret if "jwt" in call.params.get("SecretId", "").lower() else topo.database_secret
         return secret_needs(secret, topo, "GetSecretValue")
@@ -361,17 +372,27 @@ def violations(calls: Iterable[Call], topo: Topology) -> list[Violation]:
     one per distinct action and call site."""
     policies: dict[str, IAMPolicy] = {}
     found: dict[tuple[str, str, str], Violation] = {}
+
+    def policy_of(role_lid: str) -> IAMPolicy:
+        if role_lid not in policies:
+            policies[role_lid] = IAMPolicy(json.dumps(role_policy(topo.template, role_lid)))
+        return policies[role_lid]
+
     for call in calls:
         if call.component not in topo.roles:
             continue
-        policy = policies.get(call.component)
-        if policy is None:
-            policy = policies[call.component] = IAMPolicy(json.dumps(topo.policy(call.component)))
+        roles = (topo.roles[call.component], *topo.also_roles.get(call.component, ()))
         for need in needs(call, topo):
-            if policy.is_action_permitted(need.action, need.resource) != PermissionResult.PERMITTED:
+            refusing = [
+                role_lid
+                for role_lid in roles
+                if policy_of(role_lid).is_action_permitted(need.action, need.resource) != PermissionResult.PERMITTED
+            ]
+            if refusing:
+                why = need.why if refusing == [roles[0]] else f"{need.why}; refused by {', '.join(refusing)}"
                 found.setdefault(
                     (call.component, need.action, call.site),
-                    Violation(call.component, need.action, need.resource, need.why, call.site),
+                    Violation(call.component, need.action, need.resource, why, call.site),
                 )
     return sorted(found.values(), key=str)
 

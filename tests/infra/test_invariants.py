@@ -218,11 +218,14 @@ def test_given_chalice_routes_when_synth_then_each_route_is_a_native_proxy_metho
 
 def test_given_default_props_when_synth_then_functions_run_in_vpc_with_traces(synth: Synth) -> None:
     ours = {k: v for k, v in synth.resources("AWS::Lambda::Function").items() if "framework" not in k}
-    assert len(ours) == 6  # api, 3 dispatcher handlers, the sweeper, migrations
+    assert len(ours) == 7  # api, 3 dispatcher handlers, the sweeper, migrations, the worker function
     for name, function in ours.items():
         assert function["Properties"]["VpcConfig"]["SubnetIds"], name
         assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
-        assert function["Properties"]["Runtime"].startswith("python3."), name
+        if function["Properties"].get("PackageType") == "Image":  # the worker image, awslambdaric its entrypoint
+            assert function["Properties"]["ImageConfig"]["EntryPoint"] == ["python", "-m", "awslambdaric"], name
+        else:
+            assert function["Properties"]["Runtime"].startswith("python3."), name
 
 
 def test_given_default_props_when_synth_then_migrations_rerun_on_content_hash(synth: Synth) -> None:

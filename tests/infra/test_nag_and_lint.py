@@ -22,6 +22,7 @@ _LAMBDAS = (
     "Dispatcher/TaskStateFunction",
     "Dispatcher/SweepFunction",
     "Migrations/Function",
+    "WorkerFunction/Function",
 )
 
 #: Every acknowledged finding: (finding id, construct path below the stack). A new finding
@@ -53,7 +54,16 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     *(
         (f"IAM5[Resource::<PlatformStorage{bucket}.Arn>/{prefix}/*]", f"{role}/DefaultPolicy/Resource")
         for bucket, prefix in (("InputBucket5D24F046", "input"), ("OutputBucketDAE8074B", "output"))
-        for role in ("Platform/Worker/TaskDefinition/TaskRole", "Platform/Api/Function/ServiceRole")
+        for role in (
+            "Platform/Worker/TaskDefinition/TaskRole",
+            "Platform/Api/Function/ServiceRole",
+            "Platform/WorkerFunction/Function/ServiceRole",
+        )
+    ),
+    # The dispatcher invokes the worker function (unqualified or a version); the API to probe.
+    *(
+        ("IAM5[Resource::<PlatformWorkerFunction083B6149.Arn>:*]", f"Platform/{fn}/ServiceRole/DefaultPolicy/Resource")
+        for fn in ("Dispatcher/QueueFunction", "Api/Function")
     ),
     # The sweeper HEADs stale uploads' objects and deletes oversized ones (input/), and deletes a
     # deleted account's media (input/ and output/).

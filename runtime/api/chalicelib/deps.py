@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from argon2 import PasswordHasher
 
+from runtime.api.chalicelib.work import WorkerFunctionProber
 from runtime.shared import aws
 from runtime.shared.db import Database, open_database
 from runtime.shared.log import configure
@@ -63,6 +64,8 @@ class Deps:
     hasher: PasswordHasher = field(default_factory=password_hasher)
     #: Overrides the base URL built from the request (e.g. a custom domain).
     public_base_url: str | None = None
+    #: Probes a video input for the work check (chalicelib.work); None: videos go unprobed.
+    prober: Callable[[str], dict[str, Any] | None] | None = None
 
     @property
     def s3(self) -> Any:
@@ -95,6 +98,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Deps:
         jwt_secret=secret,
         hasher=password_hasher(env),
         public_base_url=(env.get("TRANSCODEX_API_BASE_URL") or "").rstrip("/") or None,
+        prober=(
+            WorkerFunctionProber(aws.client("lambda", settings), settings.runners.worker_function)
+            if settings.runners.worker_function
+            else None
+        ),
     )
 
 

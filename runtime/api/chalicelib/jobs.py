@@ -16,11 +16,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime.api.chalicelib import quotas, uploads
+from runtime.api.chalicelib import quotas, uploads, work
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.domain import Conflict, Invalid, NotFound, Unavailable, Unprocessable
-from runtime.shared import keys
+from runtime.shared import keys, prices
 from runtime.shared.contract import ContractError, JobSpec, Problem, parse_job
 from runtime.shared.log import bind
 from runtime.shared.messages import JobMessage
@@ -59,6 +59,30 @@ def public_job(row: dict[str, Any]) -> dict[str, Any]:
         "dispatched_at": row["dispatched_at"],
         "started_at": row["started_at"],
         "finished_at": row["finished_at"],
+        **run_facts(row),
+    }
+
+
+def run_facts(row: dict[str, Any]) -> dict[str, Any]:
+    """Where the job ran, on what, for how long, and what that cost at list prices
+    (runtime.shared.prices), beside the estimate it was sized by (runtime.shared.estimate)."""
+    price_class = row.get("price_class")
+    cost = prices.job_cost(
+        row.get("runner"),
+        row.get("compute_seconds"),
+        row.get("task_cpu"),
+        row.get("task_memory_mib"),
+        arm=price_class == "arm",
+        spot=price_class == "spot",
+    )
+    return {
+        "runner": row.get("runner"),
+        "task_cpu": row.get("task_cpu"),
+        "task_memory_mib": row.get("task_memory_mib"),
+        "timeout_seconds": row.get("timeout_seconds"),
+        "estimated_seconds": row.get("estimated_seconds"),
+        "compute_seconds": row.get("compute_seconds"),
+        "estimated_cost_usd": round(cost, 6) if cost is not None else None,
     }
 
 
@@ -114,6 +138,7 @@ def process(
     if upload["multipart_upload_id"]:
         raise Conflict("UPLOAD_INCOMPLETE", "complete the multipart upload before processing it")
     size = uploads.uploaded_size(deps, upload)
+    probe, estimated_cpu = work.check(deps.settings, deps.prober, spec, upload["object_key"], size)
     uploads.mark_uploaded(deps, upload_id, size)
     with deps.db.connection() as conn, conn.transaction():
         # Per-user limits: counted under the user's lock in the transaction that inserts the
@@ -135,6 +160,8 @@ def process(
             api_key_id=principal.api_key_id,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            probe=probe,
+            estimated_cpu_seconds=estimated_cpu,
         )
     if not created:
         return _replay(job, request_hash), False

@@ -212,6 +212,22 @@ JOB = {
         "error": {"type": "object", "nullable": True},
         "created_at": TIMESTAMP,
         "updated_at": TIMESTAMP,
+        "runner": {
+            "type": "string",
+            "enum": ["lambda", "fargate", "local"],
+            "nullable": True,
+            "description": "where the job runs or ran (null until a worker is started)",
+        },
+        "task_cpu": {"type": "integer", "nullable": True, "description": "Fargate CPU units the task was given"},
+        "task_memory_mib": {"type": "integer", "nullable": True, "description": "task or function memory"},
+        "timeout_seconds": {"type": "integer", "nullable": True, "description": "the run's time limit"},
+        "estimated_seconds": {"type": "number", "nullable": True, "description": "expected run time at that size"},
+        "compute_seconds": {"type": "number", "nullable": True, "description": "measured run time (claim to result)"},
+        "estimated_cost_usd": {
+            "type": "number",
+            "nullable": True,
+            "description": "compute cost of the run at list prices (runtime.shared.prices: date and region)",
+        },
     },
 }
 

@@ -28,7 +28,8 @@ Connection = psycopg.Connection[Row]
 COLUMNS = (
     "id, user_id, upload_id, api_key_id, job_type, operations, status, progress, error_code, "
     "error_message, task_arn, dispatch_count, idempotency_key, request_hash, created_at, "
-    "updated_at, dispatched_at, started_at, finished_at"
+    "updated_at, dispatched_at, started_at, finished_at, runner, probe, task_cpu, task_memory_mib, "
+    "price_class, timeout_seconds, estimated_cpu_seconds, estimated_seconds, compute_seconds"
 )
 
 # --- reads ---------------------------------------------------------------------------------
@@ -124,15 +125,29 @@ def create(
     api_key_id: str | None = None,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    probe: dict[str, Any] | None = None,
+    estimated_cpu_seconds: float | None = None,
 ) -> tuple[Row, bool]:
     """Insert a QUEUED job; return (job, created). With an idempotency key already used by
-    this user, return the existing job and ``created=False`` instead of a duplicate."""
+    this user, return the existing job and ``created=False`` instead of a duplicate.
+    ``probe``/``estimated_cpu_seconds``: what the API learnt of the input (runtime.shared.estimate)."""
     row = conn.execute(
-        f"""INSERT INTO jobs (user_id, upload_id, api_key_id, job_type, operations, idempotency_key, request_hash)
-            VALUES (%s, %s, %s, %s, %s, %s, %s)
+        f"""INSERT INTO jobs (user_id, upload_id, api_key_id, job_type, operations, idempotency_key, request_hash,
+                              probe, estimated_cpu_seconds)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING {COLUMNS}""",
-        (user_id, upload_id, api_key_id, spec.job_type.value, Jsonb(spec.to_json()), idempotency_key, request_hash),
+        (
+            user_id,
+            upload_id,
+            api_key_id,
+            spec.job_type.value,
+            Jsonb(spec.to_json()),
+            idempotency_key,
+            request_hash,
+            Jsonb(probe) if probe is not None else None,
+            estimated_cpu_seconds,
+        ),
     ).fetchone()
     if row is not None:
         job_status_metric(row["status"])
@@ -257,13 +272,48 @@ def reclaim_stale_claim(conn: Connection, job_id: str, older_than_seconds: float
     ).fetchone()
 
 
-def set_task_arn(conn: Connection, job_id: str, task_arn: str) -> Row | None:
-    """Record the task started for a claimed job (it may already be RUNNING)."""
+def runner_of(task_id: str) -> str:
+    """Where a task id says the job runs: ``lambda:<request id>``, ``local:<pid>`` (or any other
+    local launcher's id), else an ECS task ARN (Fargate)."""
+    if task_id.startswith("lambda:"):
+        return "lambda"
+    return "fargate" if task_id.startswith("arn:") else "local"
+
+
+def set_task_arn(
+    conn: Connection,
+    job_id: str,
+    task_arn: str,
+    *,
+    cpu: int | None = None,
+    memory_mib: int | None = None,
+    price_class: str | None = None,
+    timeout_seconds: int | None = None,
+    estimated_seconds: float | None = None,
+) -> Row | None:
+    """Record the task started for a claimed job (it may already be RUNNING), where it runs
+    (``runner``, from the task id) and the size and timeout it was given."""
     return conn.execute(
-        f"""UPDATE jobs SET task_arn = %s, updated_at = now()
+        f"""UPDATE jobs SET task_arn = %s, runner = %s, task_cpu = %s, task_memory_mib = %s, price_class = %s,
+                   timeout_seconds = %s, estimated_seconds = %s, updated_at = now()
             WHERE id = %s AND status = ANY(%s) RETURNING {COLUMNS}""",
-        (task_arn, job_id, sorted(s.value for s in WITH_WORKER)),
+        (
+            task_arn,
+            runner_of(task_arn),
+            cpu,
+            memory_mib,
+            price_class,
+            timeout_seconds,
+            estimated_seconds,
+            job_id,
+            sorted(s.value for s in WITH_WORKER),
+        ),
     ).fetchone()
+
+
+def record_compute(conn: Connection, job_id: str, seconds: float) -> None:
+    """The worker's measured run time (claim to outcome), for cost and estimate-vs-actual."""
+    conn.execute("UPDATE jobs SET compute_seconds = %s WHERE id = %s", (max(0.0, float(seconds)), job_id))
 
 
 def set_progress(conn: Connection, job_id: str, progress: int) -> str | None:
