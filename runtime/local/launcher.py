@@ -131,7 +131,7 @@ class LocalProcessLauncher:
                     finished.append(FinishedProcess(entry.job_id, task_id, code))
         return finished
 
-    def wait(self, timeout: float | None = None, interval: float = 0.1) -> bool:
+    def wait(self, timeout: float | None = None, interval: float = 0.02) -> bool:
         """Block until a worker has exited (True) or ``timeout`` seconds pass / none runs (False).
 
         It does not reap: call :meth:`poll` afterwards, so no exited worker can be lost by a
