@@ -155,6 +155,11 @@ class WorkerPool:
     def worker_pids(self) -> list[int]:
         return [w.pid for w in self._workers]
 
+    @property
+    def ready(self) -> int:
+        """Workers that finished starting (as of the last poll)."""
+        return sum(1 for w in self._workers if w.ready)
+
     def start(self) -> None:
         """Start the workers now (they are otherwise started by the first launch or poll)."""
         self._fill()
@@ -194,8 +199,6 @@ class WorkerPool:
         with self._changed:
             if not self._events.empty():
                 return True
-            if not any(w.job for w in self._workers):
-                return False
             self._changed.wait(timeout)
             return not self._events.empty()
 
