@@ -107,7 +107,7 @@ up: setup ## start the local platform in the foreground (UP_ARGS="--port 8080 --
 	$(VENV)/bin/transcodex local up $(UP_ARGS)
 
 .PHONY: bench
-bench: setup ## benchmarks: HLS ladder vs the seed's method, pyvips vs Pillow
+bench: setup ## benchmarks: HLS ladder vs the seed's method, pyvips vs Pillow, local job throughput
 	$(PY) -m bench.run
 
 .PHONY: image

@@ -44,6 +44,10 @@ class _Gateway(LocalGateway):
 
 
 class _Handler(ChaliceRequestHandler):
+    #: TCP_NODELAY: chalice writes the headers and the body separately, and with Nagle's algorithm
+    #: the body then waits for the client's delayed ACK, 40 ms on every response.
+    disable_nagle_algorithm = True
+
     def __init__(
         self, request: bytes, client_address: tuple[str, int], server: HTTPServer, app_object: Chalice, config: Config
     ) -> None:

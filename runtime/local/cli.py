@@ -30,7 +30,7 @@ from runtime.local.client import (
     media_type_of,
     resolve_api_url,
 )
-from runtime.shared.settings import tool_settings
+from runtime.shared.settings import LOCAL_WORKER_MODES, tool_settings
 
 
 def parse_op(text: str) -> dict[str, Any]:
@@ -130,7 +130,14 @@ def cmd_local_up(args: argparse.Namespace, _client: Client | None) -> int:
         from runtime.local.images import build_worker_image
 
         image = build_worker_image()
-    return run_foreground(Path(args.data_dir), args.port, args.concurrency, quiet=args.quiet, worker_image=image)
+    return run_foreground(
+        Path(args.data_dir),
+        args.port,
+        args.concurrency,
+        quiet=args.quiet,
+        worker_image=image,
+        worker_mode=args.workers,
+    )
 
 
 def cmd_signup(args: argparse.Namespace, client: Client) -> int:
@@ -255,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000, help="API port (0: any free port)")
     up.add_argument("--data-dir", default=".transcodex", help="state folder (database, files, logs)")
     up.add_argument("--concurrency", type=_positive, default=2, help="workers run at once")
+    up.add_argument(
+        "--workers",
+        choices=LOCAL_WORKER_MODES,
+        default=tool_settings().local_worker_mode,
+        help="pool: warm worker processes that take jobs one after another; subprocess: a new process"
+        " per job (default: $TRANSCODEX_LOCAL_WORKER_MODE, else pool; --worker-image: one container per job)",
+    )
     up.add_argument("--quiet", action="store_true", help="log to DATA_DIR/logs/platform.log only")
     up.add_argument(
         "--worker-image",

@@ -2,7 +2,8 @@
 subprocesses around the same DispatcherService the Lambda handlers call.
 
 The loop long-polls the job queue, taking only as many messages as there are free worker slots
-(:class:`~runtime.local.launcher.LocalProcessLauncher`), and hands them to
+(a warm :class:`~runtime.local.pool.WorkerPool`, the default, or one
+:class:`~runtime.local.launcher.LocalProcessLauncher` subprocess per job), and hands them to
 :meth:`~runtime.dispatcher.service.DispatcherService.dispatch_batch`; handled messages are
 deleted, messages to retry are left to become visible again (and reach the DLQ after
 ``maxReceiveCount``). The DLQ is drained through ``fail_dead_letters``, every worker that exits
@@ -28,19 +29,28 @@ from pathlib import Path
 from runtime.dispatcher.core import StoppedTask
 from runtime.dispatcher.service import DispatcherService
 from runtime.dispatcher.sweeper import SweepReport
-from runtime.local.launcher import DEFAULT_COMMAND, LOCAL_PREFIX, LocalProcessLauncher
+from runtime.local.launcher import DEFAULT_COMMAND, FinishedProcess, LocalProcessLauncher, local_pid
+from runtime.local.pool import WorkerPool, pool_worker_command
 from runtime.local.processes import command_line
 from runtime.shared.aws import client
 from runtime.shared.messages import JobMessage
 from runtime.shared.repo import jobs as jobs_repo
-from runtime.shared.settings import Settings
+from runtime.shared.settings import LOCAL_WORKER_MODES, Settings
 from runtime.shared.sqs import SqsQueue
-from runtime.shared.status import JobStatus
+from runtime.shared.status import ErrorCode, JobStatus
 
 log = logging.getLogger("transcodex.local.dispatcher")
 
 #: Database connections of the loop: dispatch, reaping and the sweeper share them.
 POOL_SIZE = 4
+#: How workers run (runtime.shared.settings.LOCAL_WORKER_MODES): with a worker image always
+#: ``subprocess``, one container per job.
+DEFAULT_WORKER_MODE = LOCAL_WORKER_MODES[0]
+#: A pool worker still busy this long after the worker's own time limit is killed (the worker
+#: stops itself at the limit; this catches one stuck where it cannot notice).
+HARD_TIMEOUT_GRACE_SECONDS = 60
+#: The dead-letter queue is drained at most this often (it is rare; the job queue is not).
+DLQ_INTERVAL_SECONDS = 1.0
 
 
 def worker_command(log_path: Path, container: Sequence[str] = ()) -> tuple[str, ...]:
@@ -63,22 +73,36 @@ class LocalDispatcher:
         env: Mapping[str, str] | None = None,
         sweep_interval_seconds: float = 60.0,
         worker_image: str | None = None,
+        worker_mode: str = DEFAULT_WORKER_MODE,
     ) -> None:
         """``env`` is added to the workers' environment (the platform's TRANSCODEX_* settings);
         the dispatcher's thresholds (TRANSCODEX_SWEEP_*, the claim timeout) are read from it
         (default: this process's). ``worker_image``: run each worker inside that image
-        (podman/docker) instead of as a module."""
+        (podman/docker) instead of as a module, one container per job. ``worker_mode``: see
+        LOCAL_WORKER_MODES; ``concurrency`` is the number of workers either way."""
+        if worker_mode not in LOCAL_WORKER_MODES:
+            raise ValueError(f"worker_mode must be one of {LOCAL_WORKER_MODES}, got {worker_mode!r}")
         self.settings = settings
         self.worker_image = worker_image
+        self.worker_mode = "subprocess" if worker_image else worker_mode
         container: tuple[str, ...] = ()
         if worker_image:
             from runtime.local.images import container_worker_argv, engine_env
 
             container = container_worker_argv(worker_image, dict(env or {}))
             env = {**(env or {}), "CONTAINERS_CONF": engine_env()["CONTAINERS_CONF"]}
-        self.launcher = LocalProcessLauncher(
-            max_workers=concurrency, command=worker_command(log_path, container), env=dict(env or {})
-        )
+        self.launcher: LocalProcessLauncher | WorkerPool
+        if self.worker_mode == "pool":
+            self.launcher = WorkerPool(
+                size=concurrency,
+                command=pool_worker_command(str(log_path)),
+                env=dict(env or {}),
+                job_timeout_seconds=settings.limits.worker_timeout_seconds + HARD_TIMEOUT_GRACE_SECONDS,
+            )
+        else:
+            self.launcher = LocalProcessLauncher(
+                max_workers=concurrency, command=worker_command(log_path, container), env=dict(env or {})
+            )
         self.service = DispatcherService.from_settings(
             settings,
             launcher=self.launcher,
@@ -92,6 +116,7 @@ class LocalDispatcher:
         self.dlq = SqsQueue(client("sqs", settings), settings.dlq_url) if settings.dlq_url else None
         self.sweep_interval_seconds = sweep_interval_seconds
         self._next_sweep = time.monotonic()
+        self._next_dlq = 0.0
         self._lock = threading.Lock()
 
     # --- startup recovery -----------------------------------------------------------------------
@@ -117,7 +142,7 @@ class LocalDispatcher:
                 self.queue.send(JobMessage(job_id).to_body())
                 requeued += 1
                 continue
-            if task_arn and task_arn.startswith(LOCAL_PREFIX):
+            if local_pid(task_arn) is not None:
                 _kill_orphan_worker(task_arn, job_id)
             if self.worker_image:
                 from runtime.local.images import remove_container
@@ -176,8 +201,9 @@ class LocalDispatcher:
             self.queue.delete(message)
 
     def _drain_dlq(self) -> None:
-        if self.dlq is None:
+        if self.dlq is None or time.monotonic() < self._next_dlq:
             return
+        self._next_dlq = time.monotonic() + DLQ_INTERVAL_SECONDS
         for message in self.service.fail_dead_letters(self.dlq.receive(10, 0)).handled:
             self.dlq.delete(message)
 
@@ -187,26 +213,44 @@ class LocalDispatcher:
         for finished in self.launcher.poll():
             jobs.append(finished.job_id)
             try:
-                self.service.task_stopped(finished.to_stopped_task())
+                self.settle(finished)
             except Exception:
                 log.exception("could not settle a stopped worker", extra={"job_id": finished.job_id})
         return jobs
+
+    def settle(self, finished: FinishedProcess) -> None:
+        """A worker that ended with a job: TIMEOUT when it was killed for overrunning the time
+        limit, else whatever ``task_stopped`` makes of its exit (nothing if the job finished)."""
+        if finished.timed_out:
+            limit = self.settings.limits.worker_timeout_seconds
+            with self.service.db.connection() as conn:
+                jobs_repo.fail_stopped(
+                    conn,
+                    finished.job_id,
+                    finished.task_id,
+                    ErrorCode.TIMEOUT,
+                    f"The job did not finish within the {limit}-second processing time limit, so its worker was "
+                    "stopped. Try a shorter or smaller input, or ask the platform operator for a longer limit.",
+                )
+        self.service.task_stopped(finished.to_stopped_task())
 
     def shutdown(self) -> None:
         """Stop every worker; their jobs end FAILED (TASK_STOPPED) rather than RUNNING forever."""
         with self._lock:
             for finished in self.launcher.shutdown():
                 with contextlib.suppress(Exception):
-                    self.service.task_stopped(finished.to_stopped_task())
+                    self.settle(finished)
             self.service.close()
 
 
 def _kill_orphan_worker(task_arn: str, job_id: str) -> None:
-    """Kill a worker left by a supervisor that was killed, if that pid is still our worker."""
-    pid_text = task_arn.removeprefix(LOCAL_PREFIX)
-    if not pid_text.isdigit():
+    """Kill a worker left by a supervisor that was killed, if that pid is still our worker.
+
+    A pool worker kills itself when its supervisor goes (runtime.local.pool_worker), so only a
+    one-shot worker, whose command line names the job, is looked for."""
+    pid = local_pid(task_arn)
+    if pid is None:
         return
-    pid = int(pid_text)
     cmdline = " ".join(command_line(pid) or [])
     if "runtime.worker" in cmdline and job_id in cmdline:
         log.warning("stopping a worker left by the previous run", extra={"job_id": job_id, "pid": pid})

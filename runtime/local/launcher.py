@@ -25,7 +25,8 @@ from runtime.dispatcher.launchers import LaunchError, LaunchRequest
 
 log = logging.getLogger(__name__)
 
-#: Task ids of local workers: ``local:<pid>``.
+#: Task ids of local workers: ``local:<pid>`` (one process per job) or ``local:<pid>:<n>`` (the
+#: n-th job of a warm pool worker, runtime.local.pool).
 LOCAL_PREFIX = "local:"
 #: The worker module in this Python; ``{job_id}`` is replaced.
 DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "runtime.worker", "--job-id", "{job_id}")
@@ -38,9 +39,19 @@ class FinishedProcess:
     job_id: str
     task_id: str
     exit_code: int
+    #: Killed by the supervisor for overrunning the worker's time limit: the job ends TIMEOUT.
+    timed_out: bool = False
 
     def to_stopped_task(self) -> StoppedTask:
         return StoppedTask.from_process_exit(job_id=self.job_id, task_id=self.task_id, exit_code=self.exit_code)
+
+
+def local_pid(task_id: str | None) -> int | None:
+    """The worker pid in a local task id (either form), None for anything else."""
+    if not task_id or not task_id.startswith(LOCAL_PREFIX):
+        return None
+    pid = task_id.removeprefix(LOCAL_PREFIX).split(":", 1)[0]
+    return int(pid) if pid.isdigit() else None
 
 
 @dataclass
@@ -120,7 +131,7 @@ class LocalProcessLauncher:
                     finished.append(FinishedProcess(entry.job_id, task_id, code))
         return finished
 
-    def wait(self, timeout: float | None = None, interval: float = 0.1) -> bool:
+    def wait(self, timeout: float | None = None, interval: float = 0.02) -> bool:
         """Block until a worker has exited (True) or ``timeout`` seconds pass / none runs (False).
 
         It does not reap: call :meth:`poll` afterwards, so no exited worker can be lost by a

@@ -3,10 +3,11 @@
 ``transcodex local up`` runs :class:`Platform`: a PostgreSQL server it owns (data under
 ``data_dir/postgres``), SeaweedFS for S3 (a real S3 server, objects under ``data_dir/s3``),
 moto's server for SQS, the real Chalice app served over HTTP,
-and the local dispatcher (a thread) that long-polls the queue and starts the real worker as a
-subprocess. Every child runs in its own process group, its output goes to one log
-(``data_dir/logs/platform.log``, echoed to stderr), and :meth:`Platform.stop` stops them all
-(terminate, wait, kill) so nothing is left running.
+and the local dispatcher (a thread) that long-polls the queue and hands each job to the real
+worker: a warm pool of worker processes (runtime.local.pool), or a subprocess per job. Every
+child runs in its own process group, its output goes to one log (``data_dir/logs/platform.log``,
+echoed to stderr), and :meth:`Platform.stop` stops them all (terminate, wait, kill) so nothing
+is left running.
 
 State survives a restart: PostgreSQL keeps its data folder, the JWT secret is generated once
 into the data folder, SeaweedFS keeps every object on disk as it is written, and
@@ -198,10 +199,13 @@ class Platform:
         echo: IO[str] | None = sys.stderr,
         own_logging: bool = False,
         worker_image: str | None = None,
+        worker_mode: str | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         #: Run each worker inside this image (podman) instead of as a module of this Python.
         self.worker_image = worker_image
+        #: ``pool`` (warm workers) or ``subprocess`` (one per job); None: the dispatcher's default.
+        self.worker_mode = worker_mode
         self.requested_api_port = api_port
         self.concurrency = concurrency
         self.echo = echo
@@ -423,6 +427,7 @@ class Platform:
             log_path=self.log_path,
             env=self._env_as("worker"),
             worker_image=self.worker_image,
+            **({"worker_mode": self.worker_mode} if self.worker_mode else {}),
         )
         requeued = self.dispatcher.recover()
         log.info("jobs recovered", extra=requeued)
@@ -545,12 +550,23 @@ class Platform:
 
 
 def run_foreground(
-    data_dir: Path, port: int, concurrency: int, quiet: bool = False, worker_image: str | None = None
+    data_dir: Path,
+    port: int,
+    concurrency: int,
+    quiet: bool = False,
+    worker_image: str | None = None,
+    worker_mode: str | None = None,
 ) -> int:
     """``transcodex local up``: start, print ``API <url>``, run until Ctrl-C/SIGTERM, stop."""
     echo = None if quiet else sys.stderr
     platform = Platform(
-        data_dir, api_port=port, concurrency=concurrency, echo=echo, own_logging=True, worker_image=worker_image
+        data_dir,
+        api_port=port,
+        concurrency=concurrency,
+        echo=echo,
+        own_logging=True,
+        worker_image=worker_image,
+        worker_mode=worker_mode,
     )
     starting = True
 

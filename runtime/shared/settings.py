@@ -344,6 +344,11 @@ def worker_job_id(env: Mapping[str, str] | None = None) -> str | None:
     return ((os.environ if env is None else env).get(JOB_ID_ENV) or "").strip() or None
 
 
+#: How the local platform runs workers: ``pool`` (warm processes that take jobs one after another,
+#: the default: runtime.local.pool) or ``subprocess`` (a new process per job).
+LOCAL_WORKER_MODES = ("pool", "subprocess")
+
+
 @dataclass(frozen=True)
 class ToolSettings:
     """The tools' settings: the CLI, the local platform, image builds and synth (no deployed
@@ -376,6 +381,17 @@ class ToolSettings:
     def local_worker_image(self) -> str | None:
         """``TRANSCODEX_LOCAL_WORKER_IMAGE``: ``local up --worker-image``'s default."""
         return self._get("LOCAL_WORKER_IMAGE") or None
+
+    @property
+    def local_worker_mode(self) -> str:
+        """``TRANSCODEX_LOCAL_WORKER_MODE``: ``local up --workers``'s default, one of
+        :data:`LOCAL_WORKER_MODES` (default ``pool``)."""
+        value = self._get("LOCAL_WORKER_MODE") or LOCAL_WORKER_MODES[0]
+        if value not in LOCAL_WORKER_MODES:
+            raise ConfigError(
+                [f"{PREFIX}LOCAL_WORKER_MODE must be one of {', '.join(LOCAL_WORKER_MODES)}, got {value!r}"]
+            )
+        return value
 
     @property
     def docker_bundling(self) -> bool:
@@ -516,6 +532,7 @@ VARIABLES: dict[str, str] = {
             ("CONTAINER_ENGINE", "container_engine"),
             ("BASE_SUITE", "base_suite"),
             ("LOCAL_WORKER_IMAGE", "local_worker_image"),
+            ("LOCAL_WORKER_MODE", "local_worker_mode"),
             ("BUNDLING", "docker_bundling"),
             ("BUNDLING_IMAGE", "bundling_image"),
             ("SKIP_BUNDLING", "skip_bundling"),

@@ -174,7 +174,7 @@ def _execute(
     source = scratch / ("input" + _safe_suffix(upload.get("filename") or key))
     reporter.check(0.0)
     t0 = time.monotonic()
-    storage.download(key, source)
+    storage.download(key, source, size)
     log.info("input downloaded", extra={"bytes": size, "seconds": round(time.monotonic() - t0, 3)})
     reporter.check(DOWNLOADED)
     work = scratch / "out"

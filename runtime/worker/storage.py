@@ -6,6 +6,7 @@ deals in keys and local paths.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from runtime.shared.storage import head_size
 PLAYLIST_CACHE = "max-age=60"
 SEGMENT_CACHE = "max-age=31536000, immutable"
 UPLOAD_THREADS = 8
+#: Up to this size an object moves in one GetObject/PutObject: s3transfer's managed transfer
+#: (a HEAD before the GET, a thread pool per call) costs more than a small image takes to process.
+SINGLE_REQUEST_BYTES = 8 * 1024 * 1024
 
 
 class ObjectMissing(Exception):
@@ -55,7 +59,14 @@ class S3Storage:
             raise ObjectMissing(key)
         return size
 
-    def download(self, key: str, target: Path) -> None:
+    def download(self, key: str, target: Path, size: int | None = None) -> None:
+        """Save the input object to ``target``; ``size`` (from :meth:`input_size`) lets a small
+        one come in a single GET."""
+        if size is not None and size <= SINGLE_REQUEST_BYTES:
+            body = self._s3.get_object(Bucket=self.input_bucket, Key=key)["Body"]
+            with body, target.open("wb") as out:
+                shutil.copyfileobj(body, out)
+            return
         self._s3.download_file(self.input_bucket, key, str(target))
 
     def upload_all(self, uploads: Iterable[Upload]) -> None:
@@ -66,8 +77,16 @@ class S3Storage:
             extra: dict[str, Any] = {"ContentType": item.content_type}
             if item.cache_control:
                 extra["CacheControl"] = item.cache_control
+            if item.path.stat().st_size <= SINGLE_REQUEST_BYTES:
+                with item.path.open("rb") as body:
+                    self._s3.put_object(Bucket=self.output_bucket, Key=item.key, Body=body, **extra)
+                return
             self._s3.upload_file(str(item.path), self.output_bucket, item.key, ExtraArgs=extra)
 
+        if len(items) <= 1:  # one image: no pool to start
+            for item in items:
+                put(item)
+            return
         with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
             for future in [pool.submit(put, item) for item in items]:
                 future.result()

@@ -44,7 +44,8 @@ def drain(sqs: Any, url: str) -> list[str]:
 
 @pytest.fixture()
 def dispatcher(settings: Any, tmp_path: Path) -> Any:
-    local = LocalDispatcher(settings, concurrency=1, log_path=tmp_path / "workers.log")
+    # One process per job: these tests swap the worker's command and environment per job.
+    local = LocalDispatcher(settings, concurrency=1, log_path=tmp_path / "workers.log", worker_mode="subprocess")
     try:
         yield local
     finally:

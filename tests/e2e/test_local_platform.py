@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+import psutil
 import psycopg
 import pytest
 import requests
 
 from runtime.local.client import ApiError, Client, Credentials, job_id_of
+from runtime.local.launcher import local_pid
 from runtime.local.processes import command_line
 from tests.e2e.platform_proc import RunningPlatform, owned_processes, start_platform
 from tests.media import ffprobe, make_image, make_multi_audio, make_video
@@ -378,9 +380,7 @@ def test_given_a_file_over_the_multipart_threshold_when_uploaded_then_parts_comp
 def _worker_pid(state: dict[str, Any], job_id: str) -> int | None:
     with psycopg.connect(state["database_url"]) as conn:
         row = conn.execute("SELECT task_arn FROM jobs WHERE id = %s", (job_id,)).fetchone()
-    if row and row[0] and row[0].startswith("local:"):
-        return int(row[0].removeprefix("local:"))
-    return None
+    return local_pid(row[0]) if row else None
 
 
 def test_given_a_running_video_job_when_its_worker_is_killed_then_the_job_ends_failed_not_stuck(
@@ -393,7 +393,7 @@ def test_given_a_running_video_job_when_its_worker_is_killed_then_the_job_ends_f
         time.sleep(0.05)
     pid = _worker_pid(platform.state, job_id)
     assert pid is not None
-    assert "runtime.worker" in " ".join(command_line(pid) or [])
+    assert "runtime.local.pool_worker" in " ".join(command_line(pid) or [])  # the default: a warm worker
 
     os.killpg(pid, signal.SIGKILL)  # the whole worker (and its ffmpeg), as an OOM kill would
     final = client.wait(job_id, timeout_s=60, interval_s=0.2)
@@ -445,10 +445,17 @@ def _sessions(running: RunningPlatform) -> set[int]:
     state = running.state
     with psycopg.connect(state["database_url"]) as conn:
         arns = [r[0] for r in conn.execute("SELECT task_arn FROM jobs WHERE task_arn LIKE 'local:%'").fetchall()]
+    pool = [  # warm workers, idle ones included: their command line names the platform's log
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if "runtime.local.pool_worker" in " ".join(p.info["cmdline"] or [])
+        and str(running.data_dir) in " ".join(p.info["cmdline"] or [])
+    ]
     return {
         running.process.pid,
         *(child["pid"] for child in state["children"].values()),
-        *(int(a.removeprefix("local:")) for a in arns),
+        *(pid for a in arns if (pid := local_pid(a)) is not None),
+        *pool,
     }
 
 
