@@ -153,9 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         log.error("invalid configuration", extra={"error": str(err)})
         return EXIT_CONFIG
-    import pyvips
-
-    pyvips.cache_set_max(0)  # a cached operation would keep a finished job's input open
+    # runtime.worker.image turns libvips' operation cache off as it is imported (a cached
+    # operation would keep a finished job's input open and its progress callback connected).
     try:
         return serve(control_in, control_out, settings, database)
     except SystemExit as done:
