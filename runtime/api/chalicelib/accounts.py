@@ -235,8 +235,6 @@ LOGIN_WINDOW_SECONDS = 15 * 60
 #: An address the account logged in from within this many days skips the per-email delay (not
 #: the hard limit): a stranger guessing from elsewhere cannot lock the owner out.
 KNOWN_ADDRESS_DAYS = 30
-#: Back-compatible name of the hard limit.
-MAX_FAILURES_PER_EMAIL = MAX_FAILURES_PER_EMAIL_IP
 
 
 def login_delay(failures: int) -> int:
