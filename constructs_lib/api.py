@@ -99,6 +99,11 @@ class ApiProps:
     #: Timeout of the function, in seconds (API Gateway stops waiting at 29).
     #: Default: - 29.
     timeout_seconds: int = 29
+    #: Origins (``scheme://host[:port]``) whose pages may make cookie-authenticated requests that
+    #: change state (POST/PUT/PATCH/DELETE); any other Origin or Referer is 403
+    #: CSRF_ORIGIN_REFUSED. Bearer and API-key requests are never asked for an origin.
+    #: Default: - only the API's own origin.
+    allowed_origins: Sequence[str] = ()
     #: Extra environment of the function (limits, log level, the task-size bounds of
     #: runtime.shared.settings.Runners that POST /media/process refuses by).
     #: Default: - none.
@@ -162,6 +167,16 @@ class ApiProps:
             )
         if self.app_spec is not None and not self.app_spec.routes:
             raise ValueError("app_spec.routes must not be empty")
+        for origin in self.allowed_origins:
+            scheme, sep, rest = origin.rstrip("/").partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest or "," in rest:
+                raise ValueError(f"allowed_origins entries must be scheme://host[:port], got {origin!r}")
+
+    def origin_environment(self) -> dict[str, str]:
+        """The function's TRANSCODEX_ALLOWED_ORIGINS (none: the runtime's default, its own origin)."""
+        if not self.allowed_origins:
+            return {}
+        return {"TRANSCODEX_ALLOWED_ORIGINS": ",".join(o.rstrip("/").lower() for o in self.allowed_origins)}
 
 
 class Api(Construct):
@@ -215,6 +230,7 @@ class Api(Construct):
                 # One request at a time per container: one connection is all it can use.
                 runtime_interface().api_pool_size_env: "1",
                 **(props.worker_function.runtime_environment() if props.worker_function else {}),
+                **props.origin_environment(),
                 **props.environment,
                 **props.limits_environment(),
             },

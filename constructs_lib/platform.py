@@ -147,6 +147,9 @@ class TranscodexPlatformProps:
     #: Routes of the API.
     #: Default: - read from the Chalice app.
     api_app_spec: AppSpec | None = None
+    #: Origins whose pages may make cookie-authenticated state-changing API requests (CSRF).
+    #: Default: - only the API's own origin.
+    api_allowed_origins: tuple[str, ...] = ()
     # --- limits (runtime; unset keeps the runtime's default)
     #: Largest accepted upload, in bytes.
     #: Default: - the runtime's (2 GiB).
@@ -374,6 +377,7 @@ class TranscodexPlatform(Construct):
                 stage_name=props.api_stage_name,
                 throttling_rate_limit=props.api_throttling_rate_limit,
                 throttling_burst_limit=props.api_throttling_burst_limit,
+                allowed_origins=props.api_allowed_origins,
                 # The bounds POST /media/process refuses by are the dispatcher's (runtime.shared.estimate).
                 environment={
                     **env,

@@ -14,7 +14,7 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from runtime.api.chalicelib import accounts, auth, deps, jobs, playback, schemas, tokens, uploads
+from runtime.api.chalicelib import accounts, auth, deps, jobs, playback, schemas, uploads
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.domain import Unauthenticated
 from runtime.api.chalicelib.errors import json_response
@@ -109,10 +109,16 @@ def openapi_document() -> Response:
     tag="users",
     auth="none",
     body=schemas.CREATE_USER,
-    responses={201: ("created", schemas.USER), 409: ("email or username taken", E)},
+    responses={
+        201: ("created (also the answer for an email that already has an account)", schemas.USER),
+        409: ("username taken", E),
+        429: ("too many sign-ups from this address lately", E),
+    },
 )
 def create_user(body: dict[str, Any]) -> Response:
-    user = accounts.create_user(deps.get(), body["name"], body["username"], body["email"], body["password"])
+    user = accounts.create_user(
+        deps.get(), body["name"], body["username"], body["email"], body["password"], client_ip(_request())
+    )
     return json_response(201, user)
 
 
@@ -135,14 +141,14 @@ def delete_user(principal: Principal) -> Response:
 @api.route(
     "/sessions",
     "POST",
-    summary="Log in: access + refresh tokens, also as the seed's cookie",
+    summary="Log in: the seed's cookie (both tokens) and the access token in the body",
     tag="sessions",
     auth="none",
     body=schemas.CREATE_SESSION,
     responses={
         201: ("session created, cookies set", schemas.TOKENS),
         401: ("invalid credentials", E),
-        429: ("too many failed logins lately", E),
+        429: ("too many failed logins lately (Retry-After)", E),
     },
 )
 def create_session(body: dict[str, Any]) -> Response:
@@ -151,7 +157,10 @@ def create_session(body: dict[str, Any]) -> Response:
     issued = accounts.login(d, body["email"], body["password"], user_agent(request), client_ip(request))
     return json_response(
         201,
-        {"message": "session created, cookies set", **issued.body()},
+        {
+            "message": "session created, cookies set",
+            **issued.body(with_refresh_token=bool(body.get("include_refresh_token"))),
+        },
         {"Set-Cookie": issued.cookie(d.settings.refresh_token_ttl_seconds)},
     )
 
@@ -167,14 +176,19 @@ def create_session(body: dict[str, Any]) -> Response:
     responses={200: ("new tokens", schemas.TOKENS), 401: ("invalid, revoked or reused refresh token", E)},
 )
 def refresh_session(body: dict[str, Any]) -> Response:
-    token = body.get("refresh_token") or auth.cookie_tokens(_request())[1]
+    d = deps.get()
+    in_body = body.get("refresh_token")
+    token = in_body or auth.cookie_tokens(_request())[1]
     if not token:
         raise Unauthenticated("UNAUTHENTICATED", "send refresh_token in the body or the authorization cookie")
-    d = deps.get()
+    if not in_body:
+        auth.check_origin(d, _request())  # a cookie rotated on a cross-site page's behalf: refused
     issued = accounts.refresh(d, token)
+    # A client that sent its refresh token keeps the next one itself; a cookie client gets it
+    # in the cookie alone.
     return json_response(
         200,
-        {"message": "session refreshed", **issued.body()},
+        {"message": "session refreshed", **issued.body(with_refresh_token=bool(in_body))},
         {"Set-Cookie": issued.cookie(d.settings.refresh_token_ttl_seconds)},
     )
 
@@ -221,16 +235,27 @@ def delete_session(principal: Principal) -> Response:
 @api.route(
     "/sessions/all",
     "DELETE",
-    summary="Log out everywhere (immediately)",
+    summary="Log out everywhere (immediately); ?revoke_api_keys=true revokes every API key too",
     tag="sessions",
     auth="session",
+    params=(
+        QueryParam(
+            "revoke_api_keys",
+            {"type": "boolean"},
+            "also revoke every API key of the user (and the playback tokens they minted); default false",
+        ),
+    ),
     responses={200: ("logged out", schemas.MESSAGE)},
 )
-def delete_all_sessions(principal: Principal) -> Response:
-    revoked = accounts.revoke_all_sessions(deps.get(), principal)
+def delete_all_sessions(principal: Principal, revoke_api_keys: bool | None) -> Response:
+    revoked, keys = accounts.revoke_all_sessions(deps.get(), principal, api_keys=bool(revoke_api_keys))
     return json_response(
         200,
-        {"message": "successfully logged out of all sessions for this user", "revoked": revoked},
+        {
+            "message": "successfully logged out of all sessions for this user",
+            "revoked": revoked,
+            "revoked_api_keys": keys,
+        },
         {"Set-Cookie": accounts.clear_cookie()},
     )
 
@@ -241,17 +266,21 @@ def delete_all_sessions(principal: Principal) -> Response:
 @api.route(
     "/apikeys",
     "POST",
-    summary="Create a named API key; the secret is shown once",
+    summary="Create a named API key; the secret is shown once. Needs a login in the last 15 minutes",
     tag="apikeys",
     auth="session",
     body=schemas.CREATE_API_KEY,
     body_required=False,
-    responses={200: ("the new key, with its secret", schemas.API_KEY), 409: ("too many active keys", E)},
+    responses={
+        200: ("the new key, with its secret", schemas.API_KEY),
+        403: ("REAUTH_REQUIRED: the session's login is older than 15 minutes", E),
+        409: ("too many active keys", E),
+    },
 )
 def create_api_key(principal: Principal, body: dict[str, Any]) -> Response:
-    key = accounts.create_api_key(
-        deps.get(), principal.user_id, body.get("name", "default"), body.get("expires_in_days")
-    )
+    d = deps.get()
+    accounts.require_recent_login(d, principal)
+    key = accounts.create_api_key(d, principal.user_id, body.get("name", "default"), body.get("expires_in_days"))
     # 200 like the seed (its clients check for it).
     return json_response(200, key)
 
@@ -419,7 +448,7 @@ def job_status(principal: Principal, job_id: str) -> Response:
 )
 def download(principal: Principal, job_id: str) -> Response:
     d = deps.get()
-    url = playback.playback_url(d, _base(), principal.user_id, job_id)
+    url = playback.playback_url(d, _base(), principal, job_id)
     return json_response(200, jobs.download(d, principal, job_id, url))
 
 
@@ -500,7 +529,7 @@ def _playlist(text: str) -> Response:
 def playback_master(principal: Principal, job_id: str) -> Response:
     d = deps.get()
     # Called with credentials instead of a token: variant URLs still need one (players send no headers).
-    token = principal.playback_token or tokens.playback_token(principal.user_id, job_id, d.jwt_secret)
+    token = principal.playback_token or playback.token_for(d, principal, job_id)
     return _playlist(playback.master(d, principal.user_id, job_id, _base(), token))
 
 

@@ -52,12 +52,22 @@ class _Handler(ChaliceRequestHandler):
         self, request: bytes, client_address: tuple[str, int], server: HTTPServer, app_object: Chalice, config: Config
     ) -> None:
         self.local_gateway = _Gateway(app_object, config)
+        # The caller's real address as requestContext.identity.sourceIp (Chalice's local server
+        # reports 127.0.0.1 for everyone), so per-address limits behave as behind API Gateway.
+        self.local_gateway.event_converter.LOCAL_SOURCE_IP = client_address[0]  # type: ignore[misc]
         BaseHTTPRequestHandler.__init__(self, request, client_address, server)  # type: ignore[arg-type]
+
+
+#: Connections the local server's socket queues before accepting them.
+LISTEN_BACKLOG = 128
 
 
 def create_server(app: Chalice, config: Config, host: str, port: int) -> LocalDevServer:
     """``chalice.local.create_local_server`` with unknown paths answered 404 in the API's shape."""
     server = create_local_server(app, config, host, port)
+    # socketserver listens with a backlog of 5: a burst of parallel connections (a page's
+    # requests, a test's) would overflow it and be reset. Listening again widens the queue.
+    server.server.socket.listen(LISTEN_BACKLOG)
     server.server.RequestHandlerClass = functools.partial(_Handler, app_object=app, config=config)  # type: ignore[assignment]
     return server
 

@@ -265,7 +265,9 @@ class Client:
         return self.request("POST", "/users", body, auth=False)
 
     def login(self, email: str, password: str) -> dict[str, Any]:
-        body = self.request("POST", "/sessions", {"email": email, "password": password}, auth=False)
+        body = self.request(
+            "POST", "/sessions", {"email": email, "password": password, "include_refresh_token": True}, auth=False
+        )
         self.creds.email = email
         self._take_tokens(body)
         return body

@@ -188,6 +188,14 @@ class Settings:
     jwt_secret_arn: str | None = None
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    #: How long the refresh token rotated away last is still answered with the current pair
+    #: (parallel requests racing one rotation); 0 turns the grace off.
+    refresh_grace_seconds: int = 30
+    #: Lifetime of playback tokens (the ``?token=`` of HLS playlists).
+    playback_token_ttl_seconds: int = 3600
+    #: Origins allowed to make cookie-authenticated state-changing requests (CSRF defence);
+    #: empty: only the API's own origin.
+    allowed_origins: tuple[str, ...] = ()
     ecs_cluster: str = ""
     ecs_task_definition: str = ""
     ecs_container_name: str = "worker"
@@ -236,6 +244,16 @@ def _flag(env: Mapping[str, str], name: str, problems: list[str]) -> bool:
 
 def _list(raw: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (raw or "").split(",") if p.strip())
+
+
+def _origins(raw: str, problems: list[str]) -> tuple[str, ...]:
+    """``scheme://host[:port]`` entries, lower-cased, without a trailing slash."""
+    origins = tuple(o.rstrip("/").lower() for o in _list(raw))
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            problems.append(f"{PREFIX}ALLOWED_ORIGINS entries must be scheme://host[:port], got {origin!r}")
+    return origins
 
 
 def load_settings(env: Mapping[str, str] | None = None, sections: Iterable[str] = ()) -> Settings:
@@ -316,6 +334,9 @@ def load_settings(env: Mapping[str, str] | None = None, sections: Iterable[str] 
         jwt_secret_arn=jwt_secret_arn,
         access_token_ttl_seconds=_int(env, "ACCESS_TOKEN_TTL_SECONDS", 900, problems),
         refresh_token_ttl_seconds=_int(env, "REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, problems),
+        refresh_grace_seconds=_int(env, "REFRESH_GRACE_SECONDS", 30, problems, minimum=0),
+        playback_token_ttl_seconds=_int(env, "PLAYBACK_TOKEN_TTL_SECONDS", 3600, problems),
+        allowed_origins=_origins(get("ALLOWED_ORIGINS"), problems),
         ecs_cluster=need("ecs", "ECS_CLUSTER"),
         ecs_task_definition=need("ecs", "ECS_TASK_DEFINITION"),
         ecs_container_name=get("ECS_CONTAINER_NAME", "worker") or "worker",
@@ -476,6 +497,9 @@ VARIABLES: dict[str, str] = {
             ("JWT_SECRET_ARN", "jwt_secret_arn"),
             ("ACCESS_TOKEN_TTL_SECONDS", "access_token_ttl_seconds"),
             ("REFRESH_TOKEN_TTL_SECONDS", "refresh_token_ttl_seconds"),
+            ("REFRESH_GRACE_SECONDS", "refresh_grace_seconds"),
+            ("PLAYBACK_TOKEN_TTL_SECONDS", "playback_token_ttl_seconds"),
+            ("ALLOWED_ORIGINS", "allowed_origins"),
             ("ECS_CLUSTER", "ecs_cluster"),
             ("ECS_TASK_DEFINITION", "ecs_task_definition"),
             ("ECS_CONTAINER_NAME", "ecs_container_name"),

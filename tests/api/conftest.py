@@ -32,7 +32,7 @@ def deps(settings: Any, db: Any) -> Iterator[Deps]:
     finally:
         api_deps.install(previous)
         with db.connection() as conn:  # the API's own table, not in the shared truncation list
-            conn.execute("TRUNCATE login_failures")
+            conn.execute("TRUNCATE login_failures, signup_attempts")
 
 
 @pytest.fixture()
@@ -81,6 +81,11 @@ class Caller:
         return getattr(self.http, method.lower())(path, headers=all_headers, body=data)
 
 
+#: The Origin a browser on the API's own pages sends (the test client's Host is none: localhost);
+#: cookie-authenticated POST/PUT/PATCH/DELETE need it (CSRF).
+SAME_ORIGIN = {"Origin": "http://localhost"}
+
+
 def post_json(http: Any, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
     return http.post(path, headers={"Content-Type": "application/json", **(headers or {})}, body=json.dumps(body))
 
@@ -94,7 +99,8 @@ def sign_up(http: Any, prefix: str = "user") -> Caller:
         {"name": f"{prefix} {suffix}", "username": f"{prefix[:6]}_{suffix}", "email": email, "password": password},
     )
     assert created.status_code == 201, created.body
-    session = post_json(http, "/sessions", {"email": email, "password": password})
+    # A client that keeps its refresh token itself asks for it in the body.
+    session = post_json(http, "/sessions", {"email": email, "password": password, "include_refresh_token": True})
     assert session.status_code == 201, session.body
     tokens = session.json_body
     key = http.post("/apikeys", headers={"Authorization": f"Bearer {tokens['access_token']}"})

@@ -133,9 +133,11 @@ def test_given_playback_tokens_when_misused_then_other_jobs_are_404_and_bad_toke
     assert cross.status_code == 404
     assert alice.http.get(f"/media/playback/{job_b}/0/index.m3u8?token={token_a}").status_code == 404
     # A token minted for job B but by Alice's identity (impossible via the API) still finds no job of hers.
-    forged_scope = tokens.playback_token(alice.user["id"], job_b, deps.jwt_secret)
+    forged_scope = tokens.playback_token(
+        alice.user["id"], job_b, deps.jwt_secret, session_id=alice.tokens["session_id"]
+    )
     assert alice.http.get(f"/media/playback/{job_b}/master.m3u8?token={forged_scope}").status_code == 404
-    expired = tokens._encode({"sub": alice.user["id"], "job": job_a}, deps.jwt_secret, tokens.PLAYBACK_AUDIENCE, -5)
+    expired = tokens.playback_token(alice.user["id"], job_a, deps.jwt_secret, -5, session_id=alice.tokens["session_id"])
     assert alice.http.get(f"/media/playback/{job_a}/master.m3u8?token={expired}").status_code == 401
     tampered = token_a[:-3] + ("AAA" if not token_a.endswith("AAA") else "BBB")
     assert alice.http.get(f"/media/playback/{job_a}/master.m3u8?token={tampered}").status_code == 401

@@ -16,7 +16,7 @@ from runtime.api.app import api, app
 from runtime.api.chalicelib import tokens
 from runtime.api.chalicelib.auth import SCHEMES, Credential
 from runtime.api.chalicelib.routing import RouteDoc
-from tests.api.conftest import Caller, sign_up
+from tests.api.conftest import SAME_ORIGIN, Caller, sign_up
 
 PROTECTED = [doc for doc in api.docs if not doc.scheme.public]
 
@@ -52,16 +52,24 @@ def _valid(caller: Caller, deps: Any, job_id: str) -> dict[Credential, dict[str,
     cookie = json.dumps({"AccessToken": caller.tokens["access_token"], "RefreshToken": caller.tokens["refresh_token"]})
     return {
         Credential.BEARER: {"headers": caller.bearer},
-        Credential.COOKIE: {"headers": {"Cookie": f"authorization={cookie}"}},
+        # A browser on the API's own pages: the Origin that cookie requests changing state need.
+        Credential.COOKIE: {"headers": {"Cookie": f"authorization={cookie}", **SAME_ORIGIN}},
         Credential.API_KEY: {"headers": caller.key},
-        Credential.PLAYBACK_TOKEN: {"token": tokens.playback_token(caller.user["id"], job_id, deps.jwt_secret)},
+        Credential.PLAYBACK_TOKEN: {
+            "token": tokens.playback_token(
+                caller.user["id"], job_id, deps.jwt_secret, session_id=caller.tokens["session_id"]
+            )
+        },
     }
 
 
 #: A forged credential of every kind and the code it must get.
 FORGED: dict[Credential, tuple[dict[str, Any], str]] = {
     Credential.BEARER: ({"headers": {"Authorization": "Bearer a.b.c"}}, "INVALID_TOKEN"),
-    Credential.COOKIE: ({"headers": {"Cookie": 'authorization={"AccessToken": "a.b.c"}'}}, "INVALID_TOKEN"),
+    Credential.COOKIE: (
+        {"headers": {"Cookie": 'authorization={"AccessToken": "a.b.c"}', **SAME_ORIGIN}},
+        "INVALID_TOKEN",
+    ),
     Credential.API_KEY: ({"headers": {"x-api-key": "tcx_" + "f" * 43}}, "INVALID_API_KEY"),
     Credential.PLAYBACK_TOKEN: ({"token": "a.b.c"}, "INVALID_TOKEN"),
 }

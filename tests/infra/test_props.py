@@ -9,6 +9,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
 from constructs_lib import JobQueueProps, NetworkProps, StorageProps, TranscodexPlatformProps
+from constructs_lib.api import ApiProps
 from constructs_lib.dispatcher import DispatcherProps
 from constructs_lib.worker import WorkerProps
 from stacks.app import skip_bundling_requested
@@ -160,3 +161,36 @@ def test_given_skip_bundling_values_when_read_then_only_1_skips() -> None:
     assert skip_bundling_requested({}) is False
     with pytest.raises(ValueError, match="must be 1 or 0"):
         skip_bundling_requested({"TRANSCODEX_SKIP_BUNDLING": "yes"})
+
+
+def _api_props(**kwargs: object) -> ApiProps:
+    from aws_cdk import aws_secretsmanager as sm
+    from aws_cdk import aws_sqs as sqs
+
+    stack = Stack(App(), "S")
+    bucket = s3.Bucket(stack, "B")
+    return ApiProps(
+        vpc=ec2.Vpc(stack, "Vpc"),
+        input_bucket=bucket,
+        output_bucket=bucket,
+        queue=sqs.Queue(stack, "Q"),
+        database_secret=sm.Secret(stack, "S"),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_given_allowed_origins_when_building_the_api_environment_then_the_runtime_reads_them() -> None:
+    from runtime.shared.settings import load_settings
+
+    props = _api_props(allowed_origins=("https://App.example/", "http://localhost:3000"))
+    props.validate()
+    env = props.origin_environment()
+
+    assert load_settings(env).allowed_origins == ("https://app.example", "http://localhost:3000")
+    assert _api_props().origin_environment() == {}
+
+
+@pytest.mark.parametrize("origin", ["evil.example", "https://app.example/path", "ftp://x.example", "https://"])
+def test_given_a_malformed_allowed_origin_when_validate_then_error_names_it(origin: str) -> None:
+    with pytest.raises(ValueError, match="allowed_origins entries must be scheme://host"):
+        _api_props(allowed_origins=(origin,)).validate()

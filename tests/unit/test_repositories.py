@@ -39,6 +39,7 @@ OWNERS = {
     "sessions": "runtime/api/chalicelib/accounts.py",
     "api_keys": "runtime/api/chalicelib/accounts.py",
     "login_failures": "runtime/api/chalicelib/accounts.py",
+    "signup_attempts": "runtime/api/chalicelib/accounts.py",
     "schema_migrations": "runtime/shared/migrate.py",
 }
 

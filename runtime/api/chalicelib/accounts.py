@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from runtime.api.chalicelib import tokens
 from runtime.api.chalicelib.deps import Deps
-from runtime.api.chalicelib.domain import Conflict, NotFound, Throttled, Unauthenticated
+from runtime.api.chalicelib.domain import Conflict, Forbidden, NotFound, Throttled, Unauthenticated
 from runtime.shared.repo import deletions as deletions_repo
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ class Principal:
     set_cookie: str | None = None
     #: The playback token the request carried (it admits one job, named in the route's path).
     playback_token: str | None = None
+    #: The kind of credential that proved it: ``bearer``, ``cookie``, ``api_key`` or ``playback``
+    #: (cookie requests are the ones a cross-site page can make the browser send).
+    via: str = ""
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -58,7 +63,54 @@ def public_user(row: dict[str, Any]) -> dict[str, Any]:
     return {**{k: row[k] for k in ("id", "name", "username", "email", "created_at", "updated_at")}, "password": None}
 
 
-def create_user(deps: Deps, name: str, username: str, email: str, password: str) -> dict[str, Any]:
+#: Sign-ups accepted per client address in SIGNUP_WINDOW_SECONDS.
+MAX_SIGNUPS_PER_IP = 20
+SIGNUP_WINDOW_SECONDS = 3600
+#: Advisory-lock namespaces (the first key of pg_advisory_xact_lock(int, int)).
+_LOCK_LOGIN_EMAIL, _LOCK_LOGIN_IP, _LOCK_SIGNUP_IP = 0x7C0A01, 0x7C0A02, 0x7C0A03
+
+
+def _lock(conn: Any, namespace: int, value: str) -> None:
+    """Serialise, until the transaction ends, every request counting attempts for ``value``."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (namespace, value))
+
+
+def _throttle_signup(deps: Deps, ip: str | None) -> None:
+    """Count this sign-up against its address first (atomically), 429 over the limit."""
+    address = ip or ""
+    with deps.db.connection() as conn, conn.transaction():
+        _lock(conn, _LOCK_SIGNUP_IP, address)
+        row = conn.execute(
+            """SELECT count(*) AS n, min(created_at) AS oldest FROM signup_attempts
+               WHERE client_ip = %s AND created_at > now() - make_interval(secs => %s)""",
+            (address, SIGNUP_WINDOW_SECONDS),
+        ).fetchone()
+        assert row is not None  # an aggregate always has a row
+        if row["n"] >= MAX_SIGNUPS_PER_IP:
+            raise Throttled(
+                "TOO_MANY_SIGNUPS",
+                f"at most {MAX_SIGNUPS_PER_IP} sign-ups an hour from one address; try again later",
+                {"limit": MAX_SIGNUPS_PER_IP, "retry_after_seconds": _left(row["oldest"], SIGNUP_WINDOW_SECONDS)},
+            )
+        conn.execute("INSERT INTO signup_attempts (client_ip) VALUES (%s)", (address,))
+        if secrets.randbelow(100) == 0:
+            conn.execute("DELETE FROM signup_attempts WHERE created_at < now() - interval '1 day'")
+
+
+def _left(oldest: datetime | None, window: int) -> int:
+    """Seconds until the oldest counted attempt leaves the window."""
+    if oldest is None:
+        return 1
+    return max(1, math.ceil(window - (datetime.now(UTC) - oldest).total_seconds()))
+
+
+def create_user(
+    deps: Deps, name: str, username: str, email: str, password: str, ip: str | None = None
+) -> dict[str, Any]:
+    """Sign up. An email that already has an account is answered exactly like a new one (201,
+    the same fields, an id that names nothing) and nothing is stored, so sign-up does not tell
+    who has an account; a taken username is 409 (the name is the caller's own choice)."""
+    _throttle_signup(deps, ip)
     password_hash = deps.hasher.hash(password)
     try:
         with deps.db.connection() as conn:
@@ -67,13 +119,25 @@ def create_user(deps: Deps, name: str, username: str, email: str, password: str)
                     RETURNING {USER_COLUMNS}""",
                 (name.strip(), username.strip(), email.strip(), password_hash),
             ).fetchone()
-    except psycopg.errors.UniqueViolation as err:
-        constraint = err.diag.constraint_name or ""
-        if "username" in constraint:
-            taken = Conflict("USERNAME_TAKEN", "a user with this username already exists", {"field": "username"})
-        else:
-            taken = Conflict("EMAIL_TAKEN", "a user with this email already exists", {"field": "email"})
-        raise taken from None
+    except psycopg.errors.UniqueViolation:
+        with deps.db.connection() as conn:
+            taken = conn.execute(
+                "SELECT 1 FROM users WHERE lower(username) = lower(%s)", (username.strip(),)
+            ).fetchone()
+        if taken is not None:
+            raise Conflict(
+                "USERNAME_TAKEN", "a user with this username already exists", {"field": "username"}
+            ) from None
+        log.info("sign-up for an email that has an account; answered as if created")
+        now = datetime.now(UTC)
+        row = {
+            "id": uuid.uuid4(),
+            "name": name.strip(),
+            "username": username.strip(),
+            "email": email.strip(),
+            "created_at": now,
+            "updated_at": now,
+        }
     assert row is not None
     return public_user(row)
 
@@ -90,18 +154,34 @@ def delete_user(deps: Deps, user_id: str) -> bool:
     return deleted
 
 
-_DUMMY_HASHES: dict[int, str] = {}
+_DUMMY_HASHES: dict[tuple[Any, ...], str] = {}
+
+
+def _dummy_hash(deps: Deps) -> str:
+    """A hash of nothing at the hasher's current parameters (one per parameter set)."""
+    h = deps.hasher
+    key = (h.time_cost, h.memory_cost, h.parallelism, h.hash_len, h.salt_len, h.type)
+    if key not in _DUMMY_HASHES:
+        _DUMMY_HASHES[key] = h.hash(uuid.uuid4().hex)
+    return _DUMMY_HASHES[key]
+
+
+def _needs_rehash(deps: Deps, stored: str) -> bool:
+    try:
+        return deps.hasher.check_needs_rehash(stored)
+    except InvalidHashError:
+        return True
 
 
 def _verify(deps: Deps, stored: str | None, password: str) -> bool:
-    """Constant-ish time: an unknown email still costs one argon2 verification."""
-    if stored is None:
-        key = id(deps.hasher)
-        if key not in _DUMMY_HASHES:
-            _DUMMY_HASHES[key] = deps.hasher.hash(uuid.uuid4().hex)
-        stored = _DUMMY_HASHES[key]
+    """Equal work for known and unknown emails: every login runs at least one argon2
+    verification at the current parameters. An unknown email verifies a dummy hash; a stored
+    hash of other (older, cheaper) parameters is verified and the dummy too, until the
+    successful login that rehashes it."""
+    if stored is None or _needs_rehash(deps, stored):
         with contextlib.suppress(VerificationError, InvalidHashError):
-            deps.hasher.verify(stored, password)
+            deps.hasher.verify(_dummy_hash(deps), password)
+    if stored is None:
         return False
     try:
         return deps.hasher.verify(stored, password)
@@ -120,15 +200,19 @@ class Tokens:
     user_id: str
     expires_in: int
 
-    def body(self) -> dict[str, Any]:
-        return {
+    def body(self, *, with_refresh_token: bool = False) -> dict[str, Any]:
+        """The JSON answer. The refresh token is in it only for clients that asked (they keep
+        it themselves); a browser gets it in the HttpOnly cookie alone, out of scripts' reach."""
+        body = {
             "access_token": self.access_token,
-            "refresh_token": self.refresh_token,
             "token_type": "Bearer",
             "expires_in": self.expires_in,
             "session_id": self.session_id,
             "user_id": self.user_id,
         }
+        if with_refresh_token:
+            body["refresh_token"] = self.refresh_token
+        return body
 
     def cookie(self, max_age: int) -> str:
         """The seed's cookie: URL-escaped JSON of both tokens; HttpOnly, Secure, SameSite."""
@@ -142,102 +226,175 @@ def clear_cookie() -> str:
     )
 
 
-def _issue(deps: Deps, user_id: str, session_id: str, counter: int) -> tuple[str, str]:
-    s = deps.settings
-    access = tokens.access_token(user_id, session_id, deps.jwt_secret, s.access_token_ttl_seconds)
-    refresh = tokens.refresh_token(user_id, session_id, counter, deps.jwt_secret, s.refresh_token_ttl_seconds)
-    return access, refresh
+def _access(deps: Deps, user_id: str, session_id: str) -> str:
+    return tokens.access_token(user_id, session_id, deps.jwt_secret, deps.settings.access_token_ttl_seconds)
 
 
-#: Failed logins tolerated in LOGIN_WINDOW per account (as typed) and per client address.
-MAX_FAILURES_PER_EMAIL = 10
+#: Failed logins tolerated per (email as typed, client address) in LOGIN_WINDOW: the hard limit.
+MAX_FAILURES_PER_EMAIL_IP = 10
+#: Failed logins tolerated per client address, whatever the emails.
 MAX_FAILURES_PER_IP = 50
+#: Failures on one email (from any address) before each further attempt must wait; the wait
+#: doubles with every failure, from LOGIN_DELAY_BASE_SECONDS up to LOGIN_DELAY_MAX_SECONDS.
+FREE_FAILURES_PER_EMAIL = 5
+LOGIN_DELAY_BASE_SECONDS = 2
+LOGIN_DELAY_MAX_SECONDS = 300
 LOGIN_WINDOW_SECONDS = 15 * 60
+#: An address the account logged in from within this many days skips the per-email delay (not
+#: the hard limit): a stranger guessing from elsewhere cannot lock the owner out.
+KNOWN_ADDRESS_DAYS = 30
 
 
-def _throttle(conn: Any, email: str, ip: str | None) -> None:
-    """429 before any password check once an account or address has failed too often lately."""
-    counts = conn.execute(
-        """SELECT (SELECT count(*) FROM login_failures
-                   WHERE email = %(email)s AND created_at > now() - make_interval(secs => %(window)s)) AS by_email,
-                  (SELECT count(*) FROM login_failures
-                   WHERE client_ip = %(ip)s AND created_at > now() - make_interval(secs => %(window)s)) AS by_ip""",
-        {"email": email, "ip": ip, "window": LOGIN_WINDOW_SECONDS},
-    ).fetchone()
-    if counts["by_email"] >= MAX_FAILURES_PER_EMAIL or counts["by_ip"] >= MAX_FAILURES_PER_IP:
-        raise Throttled(
-            "TOO_MANY_ATTEMPTS",
-            f"too many failed logins; try again in {LOGIN_WINDOW_SECONDS // 60} minutes",
-            {"retry_after_seconds": LOGIN_WINDOW_SECONDS},
-        )
+def login_delay(failures: int) -> int:
+    """Seconds an attempt must wait after the last failure, given the email's recent failures."""
+    if failures < FREE_FAILURES_PER_EMAIL:
+        return 0
+    return min(LOGIN_DELAY_BASE_SECONDS * 2 ** min(failures - FREE_FAILURES_PER_EMAIL, 16), LOGIN_DELAY_MAX_SECONDS)
+
+
+def _claim_attempt(deps: Deps, email: str, ip: str | None) -> int:
+    """Count this attempt before the password is checked: under locks on the email and the
+    address, refuse it (429) over a limit, else record it as a failure (the id, deleted again
+    if the password proves right). Parallel guesses therefore see each other."""
+    address = ip or ""
+    window = {"email": email, "ip": address, "window": LOGIN_WINDOW_SECONDS, "days": KNOWN_ADDRESS_DAYS}
+    with deps.db.connection() as conn, conn.transaction():
+        _lock(conn, _LOCK_LOGIN_EMAIL, email)  # always email, then address: no lock cycles
+        _lock(conn, _LOCK_LOGIN_IP, address)
+        counts = conn.execute(
+            """SELECT count(*) AS by_email,
+                      count(*) FILTER (WHERE client_ip = %(ip)s) AS by_pair,
+                      min(created_at) FILTER (WHERE client_ip = %(ip)s) AS oldest_pair,
+                      extract(epoch FROM now() - max(created_at)) AS since_last,
+                      (SELECT count(*) FROM login_failures
+                       WHERE client_ip = %(ip)s
+                         AND created_at > now() - make_interval(secs => %(window)s)) AS by_ip,
+                      (SELECT min(created_at) FROM login_failures
+                       WHERE client_ip = %(ip)s
+                         AND created_at > now() - make_interval(secs => %(window)s)) AS oldest_ip,
+                      EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+                              WHERE lower(u.email) = %(email)s AND %(ip)s <> '' AND s.client_ip = %(ip)s
+                                AND s.created_at > now() - make_interval(days => %(days)s)) AS known
+               FROM login_failures
+               WHERE email = %(email)s AND created_at > now() - make_interval(secs => %(window)s)""",
+            window,
+        ).fetchone()
+        assert counts is not None  # an aggregate always has a row
+        if counts["by_pair"] >= MAX_FAILURES_PER_EMAIL_IP or counts["by_ip"] >= MAX_FAILURES_PER_IP:
+            oldest = counts["oldest_pair"] if counts["by_pair"] >= MAX_FAILURES_PER_EMAIL_IP else counts["oldest_ip"]
+            retry = _left(oldest, LOGIN_WINDOW_SECONDS)
+            raise Throttled(
+                "TOO_MANY_ATTEMPTS",
+                f"too many failed logins from this address; try again in {retry} seconds",
+                {"retry_after_seconds": retry},
+            )
+        delay = 0 if counts["known"] else login_delay(counts["by_email"])
+        wait = delay - float(counts["since_last"] or 0)
+        if wait > 0:
+            retry = math.ceil(wait)
+            raise Throttled(
+                "LOGIN_DELAYED",
+                f"this account has had failed logins lately; wait {retry} seconds before trying again",
+                {"retry_after_seconds": retry},
+            )
+        attempt = conn.execute(
+            "INSERT INTO login_failures (email, client_ip) VALUES (%s, %s) RETURNING id", (email, address)
+        ).fetchone()
+        assert attempt is not None
+        if secrets.randbelow(100) == 0:
+            conn.execute("DELETE FROM login_failures WHERE created_at < now() - interval '1 day'")
+    return int(attempt["id"])
 
 
 def login(deps: Deps, email: str, password: str, agent: str | None, ip: str | None) -> Tokens:
     typed = email.strip().lower()
+    attempt = _claim_attempt(deps, typed, ip)
     with deps.db.connection() as conn:
-        _throttle(conn, typed, ip)
         row = conn.execute("SELECT id, password_hash FROM users WHERE lower(email) = %s", (typed,)).fetchone()
     if not _verify(deps, row["password_hash"] if row else None, password) or row is None:
-        with deps.db.connection() as conn:
-            conn.execute("INSERT INTO login_failures (email, client_ip) VALUES (%s, %s)", (typed, ip))
-            if secrets.randbelow(100) == 0:
-                conn.execute("DELETE FROM login_failures WHERE created_at < now() - interval '1 day'")
         raise Unauthenticated("INVALID_CREDENTIALS", "the email or password is wrong")
     with deps.db.connection() as conn:
-        conn.execute("DELETE FROM login_failures WHERE email = %s", (typed,))
-    if deps.hasher.check_needs_rehash(row["password_hash"]):
+        # This attempt and this address's earlier failures; a stranger's stay counted.
+        conn.execute(
+            "DELETE FROM login_failures WHERE id = %s OR (email = %s AND client_ip = %s)", (attempt, typed, ip or "")
+        )
+    if _needs_rehash(deps, row["password_hash"]):
         with deps.db.connection() as conn:
             conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (deps.hasher.hash(password), row["id"]))
     user_id = str(row["id"])
     session_id = str(uuid.uuid4())
-    access, refresh = _issue(deps, user_id, session_id, 0)
-    expires = datetime.now(UTC) + timedelta(seconds=deps.settings.refresh_token_ttl_seconds)
+    issued = int(time.time())
+    expires = issued + deps.settings.refresh_token_ttl_seconds
+    refresh_ = tokens.refresh_token(user_id, session_id, 0, deps.jwt_secret, issued, expires)
     with deps.db.connection() as conn:
         conn.execute(
-            """INSERT INTO sessions (id, user_id, refresh_token_hash, user_agent, client_ip, expires_at)
-               VALUES (%s, %s, %s, %s, %s, %s)""",
-            (session_id, user_id, tokens.sha256(refresh), agent, ip, expires),
+            """INSERT INTO sessions (id, user_id, refresh_token_hash, refresh_issued_at, user_agent, client_ip,
+                                     expires_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+            (session_id, user_id, tokens.sha256(refresh_), issued, agent, ip, datetime.fromtimestamp(expires, UTC)),
         )
-    return Tokens(access, refresh, session_id, user_id, deps.settings.access_token_ttl_seconds)
+    return Tokens(
+        _access(deps, user_id, session_id), refresh_, session_id, user_id, deps.settings.access_token_ttl_seconds
+    )
 
 
 def refresh(deps: Deps, refresh_token: str) -> Tokens:
-    """Rotate: the presented token must be the session's current one. A genuine older token
-    means it was stolen or replayed, so the whole session is revoked."""
+    """Rotate: the session's current refresh token gets a new pair. The token rotated away last
+    is answered with the current pair while ``refresh_grace_seconds`` have not passed since
+    (requests that raced one rotation: both end holding the same, current token). Any other
+    genuine older token means it was stolen or replayed, so the whole session is revoked."""
     try:
         claims = tokens.read_refresh_token(refresh_token, deps.jwt_secret)
     except tokens.TokenError as err:
         raise Unauthenticated("INVALID_REFRESH_TOKEN", str(err)) from None
-    new_counter = claims.counter + 1
-    access, new_refresh = _issue(deps, claims.user_id, claims.session_id, new_counter)
-    with deps.db.connection() as conn:
-        rotated = conn.execute(
-            """UPDATE sessions SET refresh_token_hash = %s, refresh_counter = %s, last_used_at = now()
-               WHERE id = %s AND user_id = %s AND refresh_token_hash = %s AND refresh_counter = %s
-                 AND revoked_at IS NULL AND expires_at > now()
-               RETURNING id""",
-            (
-                tokens.sha256(new_refresh),
-                new_counter,
-                claims.session_id,
-                claims.user_id,
-                tokens.sha256(refresh_token),
-                claims.counter,
-            ),
+    presented = tokens.sha256(refresh_token)
+    user_id, session_id = claims.user_id, claims.session_id
+    refusal: Unauthenticated | None = None
+    with deps.db.connection() as conn, conn.transaction():
+        row = conn.execute(
+            """SELECT refresh_token_hash, previous_refresh_hash, refresh_counter, refresh_issued_at,
+                      coalesce(rotated_at > now() - make_interval(secs => %s), false) AS in_grace,
+                      extract(epoch FROM expires_at)::bigint AS expires,
+                      revoked_at IS NULL AND expires_at > now() AS live
+               FROM sessions WHERE id = %s AND user_id = %s FOR UPDATE""",
+            (deps.settings.refresh_grace_seconds, session_id, user_id),
         ).fetchone()
-        if rotated is None:
-            reused = conn.execute(
-                """UPDATE sessions SET revoked_at = now(), revoked_reason = 'refresh-token-reuse'
-                   WHERE id = %s AND user_id = %s AND revoked_at IS NULL AND refresh_counter > %s RETURNING id""",
-                (claims.session_id, claims.user_id, claims.counter),
-            ).fetchone()
-            if reused is not None:
-                log.warning("refresh token reuse; session revoked", extra={"session_id": claims.session_id})
-                raise Unauthenticated(
-                    "REFRESH_TOKEN_REUSED", "this refresh token was already used; the session has been revoked"
-                )
-            raise Unauthenticated("SESSION_REVOKED", "the session has ended; log in again")
-    return Tokens(access, new_refresh, claims.session_id, claims.user_id, deps.settings.access_token_ttl_seconds)
+        current = row["refresh_counter"] if row else -1
+        if row is None or not row["live"]:
+            refusal = Unauthenticated("SESSION_REVOKED", "the session has ended; log in again")
+        elif claims.counter == current and presented == row["refresh_token_hash"]:
+            issued = int(time.time())
+            new_refresh = tokens.refresh_token(
+                user_id, session_id, current + 1, deps.jwt_secret, issued, row["expires"]
+            )
+            conn.execute(
+                """UPDATE sessions SET previous_refresh_hash = refresh_token_hash, refresh_token_hash = %s,
+                          refresh_counter = %s, refresh_issued_at = %s, rotated_at = now(), last_used_at = now()
+                   WHERE id = %s""",
+                (tokens.sha256(new_refresh), current + 1, issued, session_id),
+            )
+        elif claims.counter == current - 1 and presented == row["previous_refresh_hash"] and row["in_grace"]:
+            new_refresh = tokens.refresh_token(
+                user_id, session_id, current, deps.jwt_secret, row["refresh_issued_at"] or 0, row["expires"]
+            )
+            if tokens.sha256(new_refresh) != row["refresh_token_hash"]:  # e.g. the signing key changed
+                refusal = Unauthenticated("INVALID_REFRESH_TOKEN", "this refresh token can no longer be renewed")
+        elif claims.counter < current:
+            conn.execute(
+                "UPDATE sessions SET revoked_at = now(), revoked_reason = 'refresh-token-reuse' WHERE id = %s",
+                (session_id,),
+            )
+            log.warning("refresh token reuse; session revoked", extra={"session_id": session_id})
+            refusal = Unauthenticated(
+                "REFRESH_TOKEN_REUSED", "this refresh token was already used; the session has been revoked"
+            )
+        else:
+            refusal = Unauthenticated("INVALID_REFRESH_TOKEN", "this refresh token is not the session's")
+    if refusal is not None:
+        raise refusal
+    return Tokens(
+        _access(deps, user_id, session_id), new_refresh, session_id, user_id, deps.settings.access_token_ttl_seconds
+    )
 
 
 def public_session(row: dict[str, Any], current: str | None = None) -> dict[str, Any]:
@@ -286,15 +443,24 @@ def revoke_session(deps: Deps, principal: Principal) -> None:
         )
 
 
-def revoke_all_sessions(deps: Deps, principal: Principal) -> int:
-    with deps.db.connection() as conn:
-        return len(
+def revoke_all_sessions(deps: Deps, principal: Principal, *, api_keys: bool = False) -> tuple[int, int]:
+    """Log out everywhere: every session ends, and with ``api_keys`` every API key too (and the
+    playback tokens they minted). (sessions revoked, keys revoked)."""
+    with deps.db.connection() as conn, conn.transaction():
+        sessions = conn.execute(
+            """UPDATE sessions SET revoked_at = now(), revoked_reason = 'logout-everywhere'
+               WHERE user_id = %s AND revoked_at IS NULL RETURNING id""",
+            (principal.user_id,),
+        ).fetchall()
+        keys = (
             conn.execute(
-                """UPDATE sessions SET revoked_at = now(), revoked_reason = 'logout-everywhere'
-                   WHERE user_id = %s AND revoked_at IS NULL RETURNING id""",
+                "UPDATE api_keys SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL RETURNING id",
                 (principal.user_id,),
             ).fetchall()
+            if api_keys
+            else []
         )
+    return len(sessions), len(keys)
 
 
 # --- API keys --------------------------------------------------------------------------------
@@ -317,7 +483,32 @@ def public_key(row: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     return body
 
 
+#: Creating an API key needs a password login this recent: a stolen access token (15 minutes)
+#: of an older session cannot turn itself into keys that never expire.
+REAUTH_WINDOW_SECONDS = 15 * 60
+
+
+def require_recent_login(deps: Deps, principal: Principal) -> None:
+    """403 REAUTH_REQUIRED unless the caller's session began with a password login lately."""
+    recent = None
+    if principal.session_id is not None:
+        with deps.db.connection() as conn:
+            recent = conn.execute(
+                """SELECT 1 FROM sessions WHERE id = %s AND user_id = %s
+                   AND created_at > now() - make_interval(secs => %s)""",
+                (principal.session_id, principal.user_id, REAUTH_WINDOW_SECONDS),
+            ).fetchone()
+    if recent is None:
+        raise Forbidden(
+            "REAUTH_REQUIRED",
+            f"this needs a login in the last {REAUTH_WINDOW_SECONDS // 60} minutes: log in again (POST /sessions) "
+            "and retry with the new session",
+            {"max_login_age_seconds": REAUTH_WINDOW_SECONDS},
+        )
+
+
 def create_api_key(deps: Deps, user_id: str, name: str, expires_in_days: int | None) -> dict[str, Any]:
+    """A new key for the user (the route checks :func:`require_recent_login` first)."""
     key, prefix, digest = tokens.new_api_key()
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
     with deps.db.connection() as conn, conn.transaction():
@@ -378,7 +569,23 @@ def session_principal(deps: Deps, token: str) -> Principal:
         ).fetchone()
     if live is None:
         raise Unauthenticated("SESSION_REVOKED", "the session has ended; log in again")
-    return Principal(user_id=claims.user_id, session_id=claims.session_id)
+    return Principal(user_id=claims.user_id, session_id=claims.session_id, via="bearer")
+
+
+def minter_live(deps: Deps, user_id: str, session_id: str | None, api_key_id: str | None) -> bool:
+    """Whether the session or API key that minted a playback token is still live."""
+    if session_id is not None:
+        query = """SELECT 1 FROM sessions WHERE id = %s AND user_id = %s
+                   AND revoked_at IS NULL AND expires_at > now()"""
+        param = session_id
+    elif api_key_id is not None:
+        query = """SELECT 1 FROM api_keys WHERE id = %s AND user_id = %s
+                   AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"""
+        param = api_key_id
+    else:
+        return False
+    with deps.db.connection() as conn:
+        return conn.execute(query, (param, user_id)).fetchone() is not None
 
 
 def api_key_principal(deps: Deps, key: str) -> Principal:
@@ -396,4 +603,4 @@ def api_key_principal(deps: Deps, key: str) -> Principal:
             conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (row["id"],))
     if row is None:
         raise Unauthenticated("INVALID_API_KEY", "the API key is not valid, revoked or expired")
-    return Principal(user_id=str(row["user_id"]), api_key_id=str(row["id"]))
+    return Principal(user_id=str(row["user_id"]), api_key_id=str(row["id"]), via="api_key")

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from chalice.app import Request
 
 from runtime.api.chalicelib import accounts, tokens
 from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
-from runtime.api.chalicelib.domain import NotFound, Unauthenticated
-from runtime.api.chalicelib.requests import header, parse_id
+from runtime.api.chalicelib.domain import Forbidden, NotFound, Unauthenticated
+from runtime.api.chalicelib.requests import base_url, header, parse_id
 
 
 class Credential(Enum):
@@ -127,6 +127,49 @@ def _refused(err: tokens.TokenError) -> Unauthenticated:
     return Unauthenticated("TOKEN_EXPIRED" if err.expired else "INVALID_TOKEN", str(err))
 
 
+# --- cross-site request forgery -----------------------------------------------------------------
+
+#: Methods that change state: a cookie-authenticated one must come from an allowed origin.
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _origin_of(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def allowed_origins(deps: Deps, request: Request) -> set[str]:
+    """The API's own origin (as the caller reached it) and the configured ones."""
+    own = _origin_of(base_url(request, deps.public_base_url))
+    return {*deps.settings.allowed_origins, *([own] if own else [])}
+
+
+def check_origin(deps: Deps, request: Request) -> None:
+    """403 CSRF_ORIGIN_REFUSED unless the request's Origin (or, without one, its Referer) is
+    allowed. SameSite alone is not relied on (older browsers, same-site sibling hosts).
+
+    A request with neither header is let through: browsers send Origin on every request whose
+    method is not GET or HEAD (the Fetch standard; ``null`` when they hide it, which is refused),
+    so only non-browser clients omit both, and they cannot be made to act by a foreign page.
+    That keeps the seed's cookie clients (Postman, curl) working."""
+    origin = header(request, "origin")
+    if origin is None:
+        referer = header(request, "referer")
+        if referer is None:
+            return
+        origin = _origin_of(referer) or "null"
+    allowed = allowed_origins(deps, request)
+    if origin.rstrip("/").lower() not in allowed:
+        raise Forbidden(
+            "CSRF_ORIGIN_REFUSED",
+            "a cookie-authenticated request that changes state must come from an allowed origin "
+            "(Origin or Referer); other clients send a bearer token or an API key",
+            {"origin": origin[:200], "allowed_origins": sorted(allowed)},
+        )
+
+
 # --- one authenticator per kind: None when the request does not carry it, 401 when it is bad ----
 
 Authenticator = Callable[[Deps, Request, Mapping[str, str]], Principal | None]
@@ -146,18 +189,26 @@ def _by_cookie(deps: Deps, request: Request, path: Mapping[str, str]) -> Princip
     access, refresh = cookie_tokens(request)
     if not access:
         return None
+    cross_site_checked = request.method.upper() not in STATE_CHANGING
     try:
-        return accounts.session_principal(deps, access)
+        principal = accounts.session_principal(deps, access)
     except tokens.TokenError as err:
         if err.expired and refresh:
-            # The seed's behaviour: a cookie whose access token expired is refreshed in passing.
+            # The seed's behaviour: a cookie whose access token expired is refreshed in passing,
+            # but never on a cross-site page's behalf.
+            if not cross_site_checked:
+                check_origin(deps, request)
             fresh = accounts.refresh(deps, refresh)
             return Principal(
                 user_id=fresh.user_id,
                 session_id=fresh.session_id,
                 set_cookie=fresh.cookie(deps.settings.refresh_token_ttl_seconds),
+                via="cookie",
             )
         raise _refused(err) from None
+    if not cross_site_checked:
+        check_origin(deps, request)
+    return replace(principal, via="cookie")
 
 
 def _by_api_key(deps: Deps, request: Request, path: Mapping[str, str]) -> Principal | None:
@@ -178,7 +229,17 @@ def _by_playback_token(deps: Deps, request: Request, path: Mapping[str, str]) ->
     if claims.job_id != job_id:
         # A token for another job proves nothing about this one.
         raise NotFound("JOB_NOT_FOUND", "no playable job has this id", {"job_id": job_id})
-    return Principal(user_id=claims.user_id, playback_token=token)
+    if not accounts.minter_live(deps, claims.user_id, claims.session_id, claims.api_key_id):
+        raise Unauthenticated(
+            "PLAYBACK_TOKEN_REVOKED", "the session or API key this playback token came from has ended"
+        )
+    return Principal(
+        user_id=claims.user_id,
+        session_id=claims.session_id,
+        api_key_id=claims.api_key_id,
+        playback_token=token,
+        via="playback",
+    )
 
 
 AUTHENTICATORS: dict[Credential, Authenticator] = {

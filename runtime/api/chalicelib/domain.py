@@ -28,6 +28,11 @@ class Unauthenticated(DomainError):
     """No credential, or one that is forged, expired, revoked or of a kind the route refuses."""
 
 
+class Forbidden(DomainError):
+    """The caller is known but this request may not proceed as sent (a cross-site cookie
+    request, a sensitive action without a recent login)."""
+
+
 class NotFound(DomainError):
     """No such thing of the caller's: another user's ids are not found either."""
 

@@ -19,6 +19,7 @@ from chalice import Response
 from runtime.api.chalicelib.domain import (
     Conflict,
     DomainError,
+    Forbidden,
     Invalid,
     NotFound,
     Throttled,
@@ -32,6 +33,7 @@ from runtime.api.chalicelib.domain import (
 STATUS: dict[type[DomainError], int] = {
     Invalid: 400,
     Unauthenticated: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,
@@ -49,12 +51,25 @@ def status_of(err: DomainError) -> int:
     raise TypeError(f"{type(err).__name__} is no kind of chalicelib.domain error with an HTTP status")
 
 
+#: Longest ``details.problems`` list an answer carries; the rest are counted, not listed, so a
+#: request cannot make an error answer many times its own size.
+MAX_PROBLEMS = 20
+
+
+def capped(details: dict[str, Any]) -> dict[str, Any]:
+    """``details`` with at most :data:`MAX_PROBLEMS` problems and ``problems_omitted`` counting the rest."""
+    problems = details.get("problems")
+    if not isinstance(problems, list) or len(problems) <= MAX_PROBLEMS:
+        return details
+    return {**details, "problems": problems[:MAX_PROBLEMS], "problems_omitted": len(problems) - MAX_PROBLEMS}
+
+
 def domain_response(err: DomainError, headers: dict[str, str] | None = None) -> Response:
     """The error's answer; a refusal naming ``retry_after_seconds`` also gets ``Retry-After``."""
     retry = err.details.get("retry_after_seconds")
     if isinstance(retry, int) and not isinstance(retry, bool):
         headers = {"Retry-After": str(max(1, retry)), **(headers or {})}
-    return error_response(status_of(err), err.code, err.message, err.details, headers)
+    return error_response(status_of(err), err.code, err.message, capped(err.details), headers)
 
 
 class ApiError(Exception):

@@ -117,7 +117,9 @@ def process(
     try:
         spec = parse_job(body["job_type"], body["operations"])
     except ContractError as err:
-        raise Unprocessable(err.code, f"the job is invalid: {err}", err.details()) from None
+        more = len(err.problems) - 1
+        message = err.problems[0].message + (f" (and {more} more problem(s))" if more > 0 else "")
+        raise Unprocessable(err.code, f"the job is invalid: {message}", err.details()) from None
     upload = uploads.owned(deps, principal, upload_id)
     if upload["media_type"] != spec.job_type.value:
         problem = Problem(

@@ -6,8 +6,8 @@ renditions, I-frame playlists) rewritten to this API's variant route (by positio
 master, so any layout the worker writes works); such a playlist is served with every segment
 URI (and ``EXT-X-MAP``/``EXT-X-KEY`` URIs) rewritten to a presigned S3 GET URL. Playlists are
 read and written by runtime.shared.hls. Players cannot send headers, so both routes accept a
-short-lived playback token in the query string, scoped to one job of one user (``auth.py``
-checks it).
+short-lived playback token in the query string, scoped to one job of one user and bound to the
+session or API key that asked for it (``auth.py`` checks both).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.api.chalicelib import tokens
+from runtime.api.chalicelib.accounts import Principal
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.errors import ApiError
 from runtime.shared import hls, keys
@@ -32,7 +33,8 @@ from runtime.shared.storage import is_missing
 
 MAX_PLAYLIST_BYTES = 1024 * 1024
 #: Segment URLs live as long as presigned URLs may (runtime.shared.settings); a viewing longer
-#: than that reloads the playlist, which the playback token (PLAYBACK_TTL_SECONDS) still admits.
+#: than that reloads the playlist, while the playback token (settings.playback_token_ttl_seconds)
+#: admits it.
 SEGMENT_URL_TTL_SECONDS = presigned_ttl("SEGMENT_URL_TTL_SECONDS", PRESIGNED_URL_MAX_TTL_SECONDS)
 CONTENT_TYPE = "application/vnd.apple.mpegurl"
 
@@ -41,8 +43,20 @@ def playback_path(job_id: str) -> str:
     return f"/media/playback/{job_id}/master.m3u8"
 
 
-def playback_url(deps: Deps, base: str, user_id: str, job_id: str) -> str:
-    token = tokens.playback_token(user_id, job_id, deps.jwt_secret)
+def token_for(deps: Deps, principal: Principal, job_id: str) -> str:
+    """A playback token for one job, bound to the API key or session the caller used."""
+    return tokens.playback_token(
+        principal.user_id,
+        job_id,
+        deps.jwt_secret,
+        deps.settings.playback_token_ttl_seconds,
+        session_id=None if principal.api_key_id else principal.session_id,
+        api_key_id=principal.api_key_id,
+    )
+
+
+def playback_url(deps: Deps, base: str, principal: Principal, job_id: str) -> str:
+    token = token_for(deps, principal, job_id)
     return f"{base}{playback_path(job_id)}?token={quote(token, safe='')}"
 
 

@@ -56,7 +56,8 @@ def validate(data: Any, schema: dict[str, Any]) -> None:
         _validator(json.dumps(schema, sort_keys=True)).iter_errors(data), key=lambda e: list(e.absolute_path)
     )
     if errors:
-        problems = [_problem(e) for e in errors[:20]]
+        # Every problem goes in; the answer lists the first few (errors.capped).
+        problems = [_problem(e) for e in errors]
         raise Invalid("INVALID_BODY", "the request body is invalid: " + problems[0]["message"], {"problems": problems})
 
 
@@ -207,9 +208,21 @@ def client_ip(request: Request) -> str | None:
     return identity.get("sourceIp") or None
 
 
+#: C0 and C1 control characters and DEL: never meaningful in a stored header (and PostgreSQL
+#: text cannot hold NUL).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(value: str | None, limit: int = 512) -> str | None:
+    """A header value fit to store and echo: control characters removed, at most ``limit`` characters."""
+    if value is None:
+        return None
+    cleaned = _CONTROL.sub("", value).strip()[:limit]
+    return cleaned or None
+
+
 def user_agent(request: Request) -> str | None:
-    agent = header(request, "user-agent")
-    return agent[:512] if agent else None
+    return printable(header(request, "user-agent"))
 
 
 def base_url(request: Request, override: str | None = None) -> str:

@@ -53,6 +53,11 @@ CREATE_SESSION = obj(
     {
         "email": {"type": "string", "minLength": 1, "maxLength": 254},
         "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+        "include_refresh_token": {
+            "type": "boolean",
+            "description": "true: the refresh token is in the body too, for clients that keep it themselves "
+            "(CLIs, servers); a browser leaves it out and holds it in the HttpOnly cookie only",
+        },
     },
     ["email", "password"],
 )
@@ -143,7 +148,10 @@ TOKENS = {
     "properties": {
         "message": {"type": "string"},
         "access_token": {"type": "string"},
-        "refresh_token": {"type": "string"},
+        "refresh_token": {
+            "type": "string",
+            "description": "only when the login asked for it (include_refresh_token) or the refresh sent it",
+        },
         "token_type": {"type": "string"},
         "expires_in": {"type": "integer"},
         "session_id": UUID,

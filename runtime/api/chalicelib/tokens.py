@@ -10,6 +10,7 @@ so they are stored as SHA-256 digests (argon2 per request would be pointless and
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -24,8 +25,9 @@ ACCESS_AUDIENCE = "transcodex:access"
 REFRESH_AUDIENCE = "transcodex:refresh"
 PLAYBACK_AUDIENCE = "transcodex:playback"
 API_KEY_PREFIX = "tcx_"
-#: A playback token must outlive the longest video a player may still be fetching.
-PLAYBACK_TTL_SECONDS = 4 * 3600
+#: Default lifetime of a playback token (``TRANSCODEX_PLAYBACK_TOKEN_TTL_SECONDS``): as long as
+#: the presigned segment URLs of one playlist load; a longer viewing reloads with a new token.
+PLAYBACK_TTL_SECONDS = 3600
 
 
 class TokenError(Exception):
@@ -90,10 +92,25 @@ class RefreshClaims:
     counter: int
 
 
-def refresh_token(user_id: str, session_id: str, counter: int, secret: str, ttl: int) -> str:
+def refresh_token(user_id: str, session_id: str, counter: int, secret: str, issued_at: int, expires_at: int) -> str:
     """A signed refresh token: ``ctr`` is the session's rotation counter when it was issued, so
-    presenting a genuine but already rotated token is recognisable as reuse (theft)."""
-    return _encode({"sub": user_id, "sid": session_id, "ctr": counter}, secret, REFRESH_AUDIENCE, ttl)
+    presenting a genuine but already rotated token is recognisable as reuse (theft).
+
+    Deterministic: the same (user, session, counter, issue time, expiry) always give the same
+    token, so the session's current token can be handed out again (the refresh grace window)
+    without being stored; only its digest is."""
+    jti = hmac.new(secret.encode(), f"refresh:{session_id}:{counter}:{issued_at}".encode(), "sha256").hexdigest()[:32]
+    body = {
+        "sub": user_id,
+        "sid": session_id,
+        "ctr": counter,
+        "iss": ISSUER,
+        "aud": REFRESH_AUDIENCE,
+        "iat": issued_at,
+        "exp": expires_at,
+        "jti": jti,
+    }
+    return jwt.encode(body, secret, algorithm=ALGORITHM)
 
 
 def read_refresh_token(token: str, secret: str) -> RefreshClaims:
@@ -111,16 +128,42 @@ def read_refresh_token(token: str, secret: str) -> RefreshClaims:
 class PlaybackClaims:
     user_id: str
     job_id: str
+    #: What minted the token: exactly one of a session and an API key; it dies with it.
+    session_id: str | None
+    api_key_id: str | None
 
 
-def playback_token(user_id: str, job_id: str, secret: str, ttl: int = PLAYBACK_TTL_SECONDS) -> str:
-    """A query-string token for one job's HLS playlists (players cannot send headers)."""
-    return _encode({"sub": user_id, "job": job_id}, secret, PLAYBACK_AUDIENCE, ttl)
+def playback_token(
+    user_id: str,
+    job_id: str,
+    secret: str,
+    ttl: int = PLAYBACK_TTL_SECONDS,
+    *,
+    session_id: str | None = None,
+    api_key_id: str | None = None,
+) -> str:
+    """A query-string token for one job's HLS playlists (players cannot send headers), bound to
+    the session or API key that asked for it, so logging out or revoking the key ends it too."""
+    if (session_id is None) == (api_key_id is None):
+        raise ValueError("a playback token is bound to exactly one of a session and an API key")
+    binding = {"sid": session_id} if session_id is not None else {"kid": api_key_id}
+    return _encode({"sub": user_id, "job": job_id, **binding}, secret, PLAYBACK_AUDIENCE, ttl)
 
 
 def read_playback_token(token: str, secret: str) -> PlaybackClaims:
     claims = _decode(token, secret, PLAYBACK_AUDIENCE, ["sub", "job"])
-    return PlaybackClaims(str(claims["sub"]), str(claims["job"]))
+    session_id, api_key_id = claims.get("sid"), claims.get("kid")
+    if (session_id is None) == (api_key_id is None):
+        raise TokenError("the playback token is bound to no session or API key")
+    try:
+        return PlaybackClaims(
+            str(uuid.UUID(str(claims["sub"]))),
+            str(claims["job"]),
+            str(uuid.UUID(str(session_id))) if session_id is not None else None,
+            str(uuid.UUID(str(api_key_id))) if api_key_id is not None else None,
+        )
+    except ValueError:
+        raise TokenError("the playback token's claims are malformed") from None
 
 
 def new_api_key() -> tuple[str, str, str]:
