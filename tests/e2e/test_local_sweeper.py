@@ -18,7 +18,13 @@ from tests.factories import insert_job
 def test_given_a_job_whose_message_was_lost_when_the_loop_runs_then_the_sweeper_requeues_and_dispatches_it(
     db: dbm.Database, settings: Any, tmp_path: Path
 ) -> None:
-    local = LocalDispatcher(settings, concurrency=1, log_path=tmp_path / "workers.log", sweep_interval_seconds=0.2)
+    local = LocalDispatcher(
+        settings,
+        concurrency=1,
+        log_path=tmp_path / "workers.log",
+        sweep_interval_seconds=0.2,
+        worker_mode="subprocess",  # the /bin/true stand-in below is a one-shot worker
+    )
     local.launcher.command = ("/bin/true",)  # a stand-in worker: the point is the dispatch
     with db.connection() as conn:
         job_id = str(insert_job(conn, "IMAGE", [{"op": "rotate", "angle": 90}])["id"])
