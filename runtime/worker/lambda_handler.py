@@ -29,12 +29,15 @@ import uuid
 from pathlib import Path
 from typing import Any, cast
 
+from botocore.exceptions import ClientError
+
 from runtime.shared import aws
+from runtime.shared.contract import media
 from runtime.shared.db import Database, open_database
 from runtime.shared.estimate import Probe
 from runtime.shared.log import configure
 from runtime.shared.settings import Settings, load_settings, log_level
-from runtime.worker import video
+from runtime.worker import sandbox, video
 from runtime.worker.errors import JobFailure
 from runtime.worker.runner import JobNotFound, run_job
 
@@ -70,11 +73,18 @@ PROBE_URL_TTL_SECONDS = 300
 def probe_object(key: str, settings: Settings) -> dict[str, Any] | None:
     """Duration, displayed size and frame rate of input ``key``; None when ffprobe cannot tell
     (the job's own run then fails it with the reason)."""
-    url = aws.client("s3", settings).generate_presigned_url(
-        "get_object", Params={"Bucket": settings.input_bucket, "Key": key}, ExpiresIn=PROBE_URL_TTL_SECONDS
-    )
+    s3 = aws.client("s3", settings)
+    params = {"Bucket": settings.input_bucket, "Key": key}
     try:
-        info = video.probe(cast(Path, url))  # ffprobe reads the URL as it reads a path
+        # The leading bytes pick (and pin) the demuxer, as for a job's scratch copy.
+        head = s3.get_object(**params, Range=f"bytes=0-{media.HEAD_BYTES - 1}")["Body"].read()
+    except ClientError as err:
+        log.info("input could not be read", extra={"error": str(err)})
+        return None
+    url = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=PROBE_URL_TTL_SECONDS)
+    try:
+        # ffprobe reads the URL as it reads a path
+        info = video.probe(cast(Path, url), head=head, protocols=sandbox.REMOTE_PROTOCOLS)
     except JobFailure as failure:
         log.info("input could not be probed", extra={"error": failure.message})
         return None

@@ -19,6 +19,11 @@ from runtime.worker.errors import JobFailure
 
 #: the only protocol an upload's demuxer may open: the scratch file itself
 PROTOCOLS = "file"
+#: the protocols of the one remote read: POST /media/process's work estimate ffprobes the input
+#: in our own bucket through a presigned URL (runtime.worker.lambda_handler.probe_object), its
+#: demuxer still pinned by the object's leading bytes (a ranged GET), so the file itself cannot
+#: name another input (the pinned demuxers open none; mov's data references are off by default)
+REMOTE_PROTOCOLS = "https,http,tls,tcp"
 
 
 def read_head(path: Path) -> bytes:
@@ -30,9 +35,10 @@ def _names(job_type: JobType) -> str:
     return ", ".join(f.name.upper() for f in media.formats(job_type))
 
 
-def video_format(path: Path) -> MediaFormat:
-    """The upload's container, from its bytes; UNSUPPORTED_FORMAT when it is none we read."""
-    head = read_head(path)
+def video_format(path: Path, head: bytes | None = None) -> MediaFormat:
+    """The upload's container, from its bytes (``head``: its leading bytes when ``path`` is a
+    URL); UNSUPPORTED_FORMAT when it is none we read."""
+    head = read_head(path) if head is None else head
     found = media.sniff(head, JobType.VIDEO)
     if found is not None:
         return found
@@ -49,14 +55,15 @@ def video_format(path: Path) -> MediaFormat:
     )
 
 
-def ffmpeg_input_options(fmt: MediaFormat) -> dict[str, str]:
-    """Input options that pin ffmpeg/ffprobe to ``fmt``'s demuxer and to local files."""
-    return {"f": fmt.reader, "format_whitelist": fmt.reader, "protocol_whitelist": PROTOCOLS}
+def ffmpeg_input_options(fmt: MediaFormat, protocols: str = PROTOCOLS) -> dict[str, str]:
+    """Input options that pin ffmpeg/ffprobe to ``fmt``'s demuxer and to ``protocols`` (local
+    files unless told otherwise)."""
+    return {"f": fmt.reader, "format_whitelist": fmt.reader, "protocol_whitelist": protocols}
 
 
-def ffmpeg_input_args(fmt: MediaFormat) -> list[str]:
+def ffmpeg_input_args(fmt: MediaFormat, protocols: str = PROTOCOLS) -> list[str]:
     """:func:`ffmpeg_input_options` as command-line arguments (to put before ``-i``)."""
-    return [arg for key, value in ffmpeg_input_options(fmt).items() for arg in (f"-{key}", value)]
+    return [arg for key, value in ffmpeg_input_options(fmt, protocols).items() for arg in (f"-{key}", value)]
 
 
 def image_format(path: Path) -> MediaFormat:

@@ -151,12 +151,13 @@ class Prepared:
 # --- probe and limits ------------------------------------------------------------------------
 
 
-def probe(path: Path) -> VideoInfo:
+def probe(path: Path, *, head: bytes | None = None, protocols: str = sandbox.PROTOCOLS) -> VideoInfo:
     """ffprobe ``path`` with the demuxer its bytes name (never a guessed one); unreadable or
-    non-video inputs raise JobFailure with a clear message."""
-    container = sandbox.video_format(path)
+    non-video inputs raise JobFailure with a clear message. A URL (the API's pre-check) comes
+    with its leading bytes (``head``) and :data:`sandbox.REMOTE_PROTOCOLS`."""
+    container = sandbox.video_format(path, head)
     try:
-        data = ffmpeg.probe(str(path), cmd=FFPROBE, **sandbox.ffmpeg_input_options(container))
+        data = ffmpeg.probe(str(path), cmd=FFPROBE, **sandbox.ffmpeg_input_options(container, protocols))
     except ffmpeg.Error as err:
         detail = (err.stderr or b"").decode(errors="replace").strip().splitlines()
         raise JobFailure(
@@ -182,7 +183,7 @@ def probe(path: Path) -> VideoInfo:
         fps=_frame_rate(video),
         codec=str(video.get("codec_name", "unknown")),
         sar=_ratio(video.get("sample_aspect_ratio")) or Fraction(1),
-        field_order=_field_order(path, video, container),
+        field_order=_field_order(path, video, container, protocols),
         transfer=str(video.get("color_transfer") or "unknown"),
         primaries=str(video.get("color_primaries") or "unknown"),
         matrix=str(video.get("color_space") or "unknown"),
@@ -291,7 +292,7 @@ def check_limits(info: VideoInfo, limits: Limits) -> None:
 # --- preparation: interlace, frame rate, dynamic range -----------------------------------------
 
 
-def _field_order(path: Path, video: dict[str, Any], container: MediaFormat) -> str:
+def _field_order(path: Path, video: dict[str, Any], container: MediaFormat, protocols: str) -> str:
     """The field order the stream declares; a stream that does not say (``unknown``: DV, raw,
     MJPEG...) is measured with ``idet`` over its first :data:`IDET_FRAMES` frames (about 2 s
     of decoding; bench/ladder.py prints what it costs) and called ``tt``/``bb`` when most
@@ -299,7 +300,7 @@ def _field_order(path: Path, video: dict[str, Any], container: MediaFormat) -> s
     declared = str(video.get("field_order") or "unknown")
     if declared != "unknown":
         return declared
-    tff, bff, progressive = detect_fields(path, container=container)
+    tff, bff, progressive = detect_fields(path, container=container, protocols=protocols)
     if tff + bff <= progressive:
         return "progressive"
     return "tt" if tff >= bff else "bb"
@@ -311,11 +312,14 @@ def interlace(info: VideoInfo) -> str | None:
 
 
 def detect_fields(
-    source: Path, frames: int = IDET_FRAMES, container: MediaFormat | None = None
+    source: Path,
+    frames: int = IDET_FRAMES,
+    container: MediaFormat | None = None,
+    protocols: str = sandbox.PROTOCOLS,
 ) -> tuple[int, int, int]:
     """idet's multi-frame counts (top-field-first, bottom-field-first, progressive)."""
     args = [FFMPEG, "-hide_banner", "-nostdin", "-v", "info"]
-    args += [*sandbox.ffmpeg_input_args(container or sandbox.video_format(source)), "-i", str(source)]
+    args += [*sandbox.ffmpeg_input_args(container or sandbox.video_format(source), protocols), "-i", str(source)]
     args += ["-map", "0:v:0", "-an", "-sn"]
     args += ["-frames:v", str(frames), "-vf", "idet", "-f", "null", "-"]
     proc = subprocess.run(

@@ -100,10 +100,15 @@ def test_given_granted_calls_when_evaluated_then_no_violation(topology: Topology
 def test_given_default_stack_when_deletes_granted_then_only_on_the_components_own_prefix(
     topology: Topology,
 ) -> None:
-    """The worker prunes its outputs, the API deletes aborted or oversized inputs; nothing else deletes."""
+    """The worker prunes its outputs, the API deletes aborted or oversized inputs, the sweeper
+    oversized inputs and a deleted account's media in both buckets; nothing else deletes."""
     input_arn = topology.resolver.get_att(topology.input_bucket, "Arn")
     output_arn = topology.resolver.get_att(topology.output_bucket, "Arn")
-    expected = {"worker": [f"{output_arn}/output/*"], "api": [f"{input_arn}/input/*"]}
+    expected = {
+        "worker": [f"{output_arn}/output/*"],
+        "api": [f"{input_arn}/input/*"],
+        "sweeper": [f"{input_arn}/input/*", f"{output_arn}/output/*"],
+    }
     for component in topology.roles:
         resources = [
             resource

@@ -429,7 +429,8 @@ def test_given_stale_rows_when_the_scheduled_event_arrives_under_the_runtimes_py
     [answer] = _invoke(task, lambda_python, env, ("runtime.dispatcher.handler.handle_sweep", scheduled))
 
     assert answer == {"Payload": {"requeued": 0, "timed_out": 1, "uploads_completed": 1, "uploads_expired": 1,
-                                  "errors": 0}}  # fmt: skip
+                                  "oversized_deleted": 0, "media_objects_deleted": 0,
+                                  "media_deletions_finished": 0, "errors": 0}}  # fmt: skip
     stored = get_job(db, lost["id"])
     assert (stored["status"], stored["error_code"]) == (JobStatus.FAILED, ErrorCode.TIMEOUT)
     with db.connection() as conn:

@@ -3,7 +3,7 @@ way the API does (user + upload rows in PostgreSQL, the object in moto's S3, a Q
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +102,21 @@ def outputs(db: Any) -> Callable[[str], list[dict[str, Any]]]:
             return list_outputs(conn, job_id)
 
     return _outputs
+
+
+@pytest.fixture()
+def warm(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The function's environment (as the construct sets it) for the test's services."""
+    for name, value in {
+        "TRANSCODEX_DATABASE_URL": settings.database_url,
+        "TRANSCODEX_AWS_ENDPOINT_URL": settings.aws_endpoint_url,
+        "TRANSCODEX_AWS_ENDPOINT_URL_S3": settings.aws_endpoint_url_s3,
+        "TRANSCODEX_INPUT_BUCKET": settings.input_bucket,
+        "TRANSCODEX_OUTPUT_BUCKET": settings.output_bucket,
+    }.items():
+        monkeypatch.setenv(name, value)
+    from runtime.worker import lambda_handler
+
+    lambda_handler.reset()
+    yield
+    lambda_handler.reset()

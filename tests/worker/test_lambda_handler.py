@@ -3,7 +3,6 @@ jobs run through the same runner as the container, one after another; a probe ev
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +12,6 @@ from runtime.shared.status import JobStatus
 from runtime.worker import lambda_handler
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def warm(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The function's environment (as the construct sets it) for the test's services."""
-    for name, value in {
-        "TRANSCODEX_DATABASE_URL": settings.database_url,
-        "TRANSCODEX_AWS_ENDPOINT_URL": settings.aws_endpoint_url,
-        "TRANSCODEX_AWS_ENDPOINT_URL_S3": settings.aws_endpoint_url_s3,
-        "TRANSCODEX_INPUT_BUCKET": settings.input_bucket,
-        "TRANSCODEX_OUTPUT_BUCKET": settings.output_bucket,
-    }.items():
-        monkeypatch.setenv(name, value)
-    lambda_handler.reset()
-    yield
-    lambda_handler.reset()
 
 
 def test_given_warm_function_when_two_image_jobs_on_the_same_file_are_invoked_then_both_succeed(

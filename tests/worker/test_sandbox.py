@@ -97,6 +97,24 @@ def test_given_a_playlist_or_concat_list_uploaded_as_mp4_when_run_then_refused_a
     assert bait.requests == []
 
 
+@pytest.mark.parametrize("name", ["hls-http", "ffconcat-http", "concat-http"])
+def test_given_a_playlist_uploaded_as_mp4_when_the_work_estimate_probes_it_by_url_then_refused_and_nothing_fetched(
+    warm: None, db: Any, submit: Any, bait: Bait, name: str
+) -> None:
+    """POST /media/process's pre-check ffprobes the stored object through an HTTPS URL (network
+    protocols on): the demuxer is still pinned by the object's bytes, so a list is not opened."""
+    from runtime.worker import lambda_handler
+
+    job_id = submit(VIDEO_BAITS[name](bait).encode(), "VIDEO", [{"op": "poster"}], "clip.mp4", "video/mp4")
+    with db.connection() as conn:
+        key = conn.execute(
+            "SELECT u.object_key FROM uploads u JOIN jobs j ON j.upload_id = u.id WHERE j.id = %s", (job_id,)
+        ).fetchone()["object_key"]
+
+    assert lambda_handler.handler({"probe_key": key}) == {"probe": None}
+    assert bait.requests == []
+
+
 def _svg(href: str) -> str:
     return (
         '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="64" height="64">'
