@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from runtime.local.postgres import PostgresServer, free_port
+from runtime.local.postgres import PostgresServer, free_port, hold_port
 from runtime.local.processes import command_line, wait_gone
 from runtime.local.seaweed import STOP_TIMEOUT_SECONDS, SeaweedServer, provision_buckets, provision_queues
 from runtime.shared.settings import Settings, load_settings
@@ -262,6 +262,7 @@ class Platform:
         """Reuse last run's port when free, so URLs handed out stay valid across restarts."""
         previous = self._read_state().get("ports", {}).get(name)
         if isinstance(previous, int) and _port_free(previous):
+            hold_port(previous)  # so no later free_port() hands it to another server
             return previous
         return free_port()
 

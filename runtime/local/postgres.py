@@ -75,10 +75,27 @@ def ensure_os_user(name: str) -> None:
         )
 
 
+#: Ports this process has handed out; the callers bind them later, so without this two picks
+#: could name the same port (seen: weed's filer gRPC port equal to its master's HTTP port).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free on 127.0.0.1 now and not already handed out by this process."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if hold_port(port):
+            return port
+
+
+def hold_port(port: int) -> bool:
+    """Mark ``port`` as taken by this process; False if it already was."""
+    if port in _HANDED_OUT:
+        return False
+    _HANDED_OUT.add(port)
+    return True
 
 
 @dataclass
@@ -152,10 +169,9 @@ class PostgresServer:
         sockdir.mkdir(exist_ok=True)
         if self._as_root:
             shutil.chown(sockdir, self.os_user, self.os_user)
-        opts = (
-            f"-h 127.0.0.1 -p {self.port} -k {sockdir} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=200"
-        )
+        # fsync=off only risks data if the machine itself crashes; commits stay synchronous so a
+        # killed platform (SIGKILL, OOM) keeps every job the API has already answered for.
+        opts = f"-h 127.0.0.1 -p {self.port} -k {sockdir} -c fsync=off -c full_page_writes=off -c max_connections=200"
         self._run(
             "pg_ctl",
             "-D",
