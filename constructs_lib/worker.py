@@ -18,6 +18,7 @@ from constructs import Construct
 from constructs_lib._assets import runtime_path, stage_runtime
 from constructs_lib._grants import grant_worker_data
 from constructs_lib._nag import acknowledge
+from runtime.shared.estimate import FARGATE_SIZES  # stdlib only, like keys and settings
 
 #: Name of the worker container; the dispatcher overrides its environment with JOB_ID.
 CONTAINER_NAME = "worker"
@@ -29,16 +30,6 @@ SCRATCH_VOLUME = "scratch"
 #: The unprivileged user of runtime/worker/Dockerfile, stated again so the task never runs as root.
 WORKER_USER = "10001"
 
-# Fargate's valid CPU units and the memory (MiB) each allows.
-_FARGATE_MEMORY: dict[int, tuple[int, int, int]] = {
-    256: (512, 2048, 512),
-    512: (1024, 4096, 1024),
-    1024: (2048, 8192, 1024),
-    2048: (4096, 16384, 1024),
-    4096: (8192, 30720, 1024),
-    8192: (16384, 61440, 4096),
-    16384: (32768, 122880, 8192),
-}
 #: The image platform of each architecture (the worker function builds the same asset).
 ARCHITECTURE_PLATFORMS = {
     "X86_64": ecr_assets.Platform.LINUX_AMD64,
@@ -91,9 +82,9 @@ class WorkerProps:
     container_insights: bool = True
 
     def validate(self) -> None:
-        if self.cpu not in _FARGATE_MEMORY:
-            raise ValueError(f"cpu must be one of {sorted(_FARGATE_MEMORY)}, got {self.cpu}")
-        low, high, step = _FARGATE_MEMORY[self.cpu]
+        if self.cpu not in FARGATE_SIZES:
+            raise ValueError(f"cpu must be one of {sorted(FARGATE_SIZES)}, got {self.cpu}")
+        low, high, step = FARGATE_SIZES[self.cpu]
         if not (low <= self.memory_limit_mib <= high and self.memory_limit_mib % step == 0):
             raise ValueError(
                 f"memory_limit_mib for cpu={self.cpu} must be {low}-{high} in steps of {step}, "

@@ -20,9 +20,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Top-level packages synth must not import: the API's framework and the database and hashing
 #: libraries it pulls in.
 FORBIDDEN = {"chalice", "psycopg", "psycopg_pool", "argon2", "jsonschema", "jwt"}
-#: The only runtime modules the constructs may import: the stdlib-only key layout and settings
-#: (the tools' settings: cache folder, bundling), and their parents.
-ALLOWED_RUNTIME = {"runtime", "runtime.shared", "runtime.shared.keys", "runtime.shared.settings"}
+#: The only runtime modules the constructs may import: the stdlib-only key layout, settings (the
+#: tools' settings: cache folder, bundling) and work estimate (Fargate's valid task sizes, which
+#: the task definition and the dispatcher's sizing both check), and their parents.
+ALLOWED_RUNTIME = {
+    "runtime",
+    "runtime.shared",
+    "runtime.shared.keys",
+    "runtime.shared.settings",
+    "runtime.shared.estimate",
+}
 
 
 def test_given_runtime_when_interface_regenerated_then_checked_in_file_is_identical() -> None:
