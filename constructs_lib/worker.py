@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from aws_cdk import Aws, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -30,14 +32,19 @@ SCRATCH_VOLUME = "scratch"
 #: The unprivileged user of runtime/worker/Dockerfile, stated again so the task never runs as root.
 WORKER_USER = "10001"
 
-#: The image platform of each architecture (the worker function builds the same asset).
-ARCHITECTURE_PLATFORMS = {
-    "X86_64": ecr_assets.Platform.LINUX_AMD64,
-    "ARM64": ecr_assets.Platform.LINUX_ARM64,
-}
-_ARCHITECTURES = {
-    "X86_64": (ecs.CpuArchitecture.X86_64, ecr_assets.Platform.LINUX_AMD64),
-    "ARM64": (ecs.CpuArchitecture.ARM64, ecr_assets.Platform.LINUX_ARM64),
+
+class Architecture(NamedTuple):
+    """One CPU architecture as each service names it: the task, the image asset, the function."""
+
+    ecs: ecs.CpuArchitecture
+    platform: ecr_assets.Platform
+    function: lambda_.Architecture
+
+
+#: The architectures the worker runs on (the task and the worker function build the same asset).
+ARCHITECTURES = {
+    "X86_64": Architecture(ecs.CpuArchitecture.X86_64, ecr_assets.Platform.LINUX_AMD64, lambda_.Architecture.X86_64),
+    "ARM64": Architecture(ecs.CpuArchitecture.ARM64, ecr_assets.Platform.LINUX_ARM64, lambda_.Architecture.ARM_64),
 }
 
 
@@ -92,8 +99,8 @@ class WorkerProps:
             )
         if not 21 <= self.ephemeral_storage_gib <= 200:
             raise ValueError(f"ephemeral_storage_gib must be between 21 and 200, got {self.ephemeral_storage_gib}")
-        if self.cpu_architecture not in _ARCHITECTURES:
-            raise ValueError(f"cpu_architecture must be one of {sorted(_ARCHITECTURES)}, got {self.cpu_architecture!r}")
+        if self.cpu_architecture not in ARCHITECTURES:
+            raise ValueError(f"cpu_architecture must be one of {sorted(ARCHITECTURES)}, got {self.cpu_architecture!r}")
 
 
 def worker_image(cpu_architecture: str = "X86_64") -> ecs.ContainerImage:
@@ -102,7 +109,7 @@ def worker_image(cpu_architecture: str = "X86_64") -> ecs.ContainerImage:
     runtime_path("worker", "Dockerfile")
     context = stage_runtime("worker", ["worker"])
     return ecs.ContainerImage.from_asset(
-        str(context), file="runtime/worker/Dockerfile", platform=_ARCHITECTURES[cpu_architecture][1]
+        str(context), file="runtime/worker/Dockerfile", platform=ARCHITECTURES[cpu_architecture].platform
     )
 
 
@@ -141,7 +148,7 @@ class Worker(Construct):
             memory_limit_mib=props.memory_limit_mib,
             ephemeral_storage_gib=props.ephemeral_storage_gib,
             runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=_ARCHITECTURES[props.cpu_architecture][0],
+                cpu_architecture=ARCHITECTURES[props.cpu_architecture].ecs,
                 operating_system_family=ecs.OperatingSystemFamily.LINUX,
             ),
         )

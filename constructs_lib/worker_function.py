@@ -21,7 +21,7 @@ from constructs_lib._assets import runtime_path, stage_runtime
 from constructs_lib._grants import grant_worker_data
 from constructs_lib._lambda import acknowledge_lambda_managed_policies
 from constructs_lib._nag import acknowledge
-from constructs_lib.worker import ARCHITECTURE_PLATFORMS
+from constructs_lib.worker import ARCHITECTURES
 
 #: The image's entrypoint and command on Lambda: awslambdaric calls the handler (the same
 #: runner as the container's ``python -m runtime.worker``).
@@ -29,7 +29,6 @@ LAMBDA_ENTRYPOINT = ("python", "-m", "awslambdaric")
 LAMBDA_HANDLER = "runtime.worker.lambda_handler.handler"
 #: Seconds of the function timeout kept for the worker to record TIMEOUT and clean up itself.
 TIMEOUT_RESERVE_SECONDS = 30
-_LAMBDA_ARCHITECTURES = {"X86_64": lambda_.Architecture.X86_64, "ARM64": lambda_.Architecture.ARM_64}
 
 
 @dataclass(frozen=True)
@@ -92,8 +91,8 @@ class WorkerFunctionProps:
             raise ValueError(f"timeout_seconds must be between 60 and 900, got {self.timeout_seconds}")
         if not 1 <= self.reserved_concurrency <= 1000:
             raise ValueError(f"reserved_concurrency must be between 1 and 1000, got {self.reserved_concurrency}")
-        if self.architecture not in _LAMBDA_ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {sorted(_LAMBDA_ARCHITECTURES)}, got {self.architecture!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {self.architecture!r}")
         if not 60 <= self.max_event_age_seconds <= 21600:
             raise ValueError(f"max_event_age_seconds must be between 60 and 21600, got {self.max_event_age_seconds}")
 
@@ -119,7 +118,7 @@ def worker_function_code(architecture: str = "X86_64") -> lambda_.DockerImageCod
     return lambda_.DockerImageCode.from_image_asset(
         str(context),
         file="runtime/worker/Dockerfile",
-        platform=ARCHITECTURE_PLATFORMS[architecture],
+        platform=ARCHITECTURES[architecture].platform,
         entrypoint=list(LAMBDA_ENTRYPOINT),
         cmd=[LAMBDA_HANDLER],
     )
@@ -152,7 +151,7 @@ class WorkerFunction(Construct):
             "Function",
             code=props.code or worker_function_code(props.architecture),
             description="TranscodeX: runs one small job (images, posters, short videos) per invocation",
-            architecture=_LAMBDA_ARCHITECTURES[props.architecture],
+            architecture=ARCHITECTURES[props.architecture].function,
             memory_size=props.memory_size_mib,
             ephemeral_storage_size=Size.mebibytes(props.ephemeral_storage_mib),
             timeout=Duration.seconds(props.timeout_seconds),
