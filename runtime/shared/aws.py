@@ -52,7 +52,8 @@ _PATH_STYLE = _CONFIG.merge(Config(s3={"addressing_style": "path"}))
 @lru_cache(maxsize=64)
 def _client(service: str, region: str, endpoint_url: str | None, component: str | None, call_log: str | None) -> Any:
     config = _PATH_STYLE if service == "s3" and endpoint_url else _CONFIG
-    made = boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+    # boto3-stubs types client() per literal service name; this factory serves them all
+    made = boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
     if call_log:
         _record_calls(made, service, component, Path(call_log))
     return made
