@@ -120,8 +120,9 @@ class ApiProps:
     #: Input bytes one user may hold (uploads in the input lifecycle plus pending reservations).
     #: Default: - the runtime's (20 GiB).
     max_stored_bytes_per_user: int | None = None
-    #: Refuse uploads that do not declare ``size_bytes``, so every presigned PUT signs its length.
-    #: Default: - false (the seed's body omits the size).
+    #: Refuse uploads that do not declare ``size_bytes`` (422 SIZE_REQUIRED) rather than give
+    #: them a POST policy form (``content-length-range`` up to the input limit).
+    #: Default: - false (the seed's body, which omits the size, gets the bounded form).
     require_upload_size: bool = False
     #: The worker Lambda, which probes a video's duration and frame size for POST
     #: /media/process's work estimate (a synchronous Invoke).

@@ -178,9 +178,9 @@ class TranscodexPlatformProps:
     #: Input bytes one user may hold (uploads in the input lifecycle plus pending reservations).
     #: Default: - the runtime's (20 GiB).
     max_stored_bytes_per_user: int | None = None
-    #: Refuse uploads that do not declare ``size_bytes`` (the seed's body does not), so every
-    #: presigned PUT signs its exact Content-Length.
-    #: Default: - false (the seed's clients keep working).
+    #: Refuse uploads that do not declare ``size_bytes`` (422 SIZE_REQUIRED) rather than give
+    #: them a POST policy form (``content-length-range`` up to the input limit).
+    #: Default: - false (the seed's body, which omits the size, gets the bounded form).
     require_upload_size: bool = False
     #: Runtime log level: DEBUG, INFO, WARNING or ERROR.
     #: Default: - "INFO".

@@ -87,9 +87,9 @@ class Limits:
     #: Input bytes one user may hold: uploaded inputs still in the bucket's lifecycle, plus
     #: pending uploads at their declared size (or ``max_input_bytes`` when undeclared).
     max_stored_bytes_per_user: int = 20 * 1024**3
-    #: Refuse uploads without ``size_bytes`` (422 SIZE_REQUIRED). S3 can bound a PUT only by
-    #: a signed exact Content-Length, so an undeclared size gets a PUT URL S3 does not bound;
-    #: off by default because the seed's request body omits the size (see SECURITY.md).
+    #: Refuse uploads without ``size_bytes`` (422 SIZE_REQUIRED). Off, an undeclared size gets
+    #: a POST policy form bounded by ``content-length-range`` instead of a PUT URL (S3 can bound
+    #: a PUT only by an exact signed Content-Length); on, every upload is a sized PUT.
     require_upload_size: bool = False
 
 

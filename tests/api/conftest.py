@@ -119,14 +119,26 @@ def bob(client: Any) -> Caller:
 
 
 def upload_file(
-    caller: Caller, data: bytes, file_type: str = "IMAGE", mime: str = "image/jpeg", name: str = "photo.jpg"
+    caller: Caller,
+    data: bytes,
+    file_type: str = "IMAGE",
+    mime: str = "image/jpeg",
+    name: str = "photo.jpg",
+    sized: bool = True,
 ) -> dict[str, Any]:
-    """POST /media/upload then PUT the bytes to the presigned URL (moto over HTTP)."""
-    created = caller.call("POST", "/media/upload", {"file_name": name, "file_type": file_type, "mime_type": mime})
+    """POST /media/upload (declaring ``size_bytes`` unless ``sized`` is false: the seed's body)
+    then PUT the bytes to the presigned URL over HTTP."""
+    request: dict[str, Any] = {"file_name": name, "file_type": file_type, "mime_type": mime}
+    if sized:
+        request["size_bytes"] = len(data)
+    created = caller.call("POST", "/media/upload", request)
     assert created.status_code == 201, created.body
     body = created.json_body
-    put = requests.put(body["presigned_url"], data=data, headers=body["headers"], timeout=30)
-    assert put.status_code == 200, put.text
+    if body["method"] == "POST":  # no size declared: the POST policy form
+        sent = requests.post(body["presigned_url"], data=body["fields"], files={"file": data}, timeout=30)
+    else:
+        sent = requests.put(body["presigned_url"], data=data, headers=body["headers"], timeout=30)
+    assert sent.status_code in (200, 204), sent.text
     return body
 
 

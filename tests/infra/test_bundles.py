@@ -641,7 +641,8 @@ def test_given_the_migrations_bundle_when_cloudformation_sends_create_update_del
 
 #: The seed's whole flow through the API bundle's handler, each request an API Gateway REST proxy
 #: event (multi-value headers; the login body base64-encoded, as binary media types deliver it);
-#: the upload's PUT goes to the presigned URL over HTTP, as a browser's would.
+#: the upload declares its size, so its PUT (signed Content-Length) goes to the presigned URL
+#: over HTTP, as a browser's would.
 API_FLOW_PROBE = (
     LAMBDA_CONTEXT
     + r"""
@@ -673,7 +674,8 @@ out["signup"], _ = call("POST", "/users", "/users", {"name": "Probe", "username"
 out["login"], session = call("POST", "/sessions", "/sessions", {"email": email, "password": password}, b64=True)
 token = session["access_token"]
 out["upload"], upload = call("POST", "/media/upload", "/media/upload",
-                             {"file_name": "photo.png", "file_type": "IMAGE", "mime_type": "image/png"}, token)
+                             {"file_name": "photo.png", "file_type": "IMAGE", "mime_type": "image/png",
+                              "size_bytes": len(image)}, token)
 put = urllib.request.Request(upload["presigned_url"], data=image, method="PUT", headers=upload["headers"])
 with urllib.request.urlopen(put, timeout=30) as answer:
     out["put"] = answer.status

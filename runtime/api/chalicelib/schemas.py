@@ -195,9 +195,16 @@ UPLOAD = {
     "properties": {
         "upload_id": UUID,
         "status": {"type": "string", "enum": [s.value for s in UploadStatus]},
-        "presigned_url": {"type": "string", "nullable": True, "description": "PUT the file here with `headers`"},
-        "method": {"type": "string"},
+        "presigned_url": {
+            "type": "string",
+            "nullable": True,
+            "description": "send the file here with `method`: PUT with `headers` (size_bytes declared, "
+            "Content-Length signed) or POST a form of `fields` then the file (no size_bytes: S3 bounds it "
+            "by the policy's content-length-range)",
+        },
+        "method": {"type": "string", "enum": ["PUT", "POST"]},
         "headers": {"type": "object"},
+        "fields": {"type": "object", "description": "the POST form's fields, when `method` is POST"},
         "expires_in": {"type": "integer"},
         "max_bytes": {"type": "integer"},
         "presigned_post": {"type": "object", "nullable": True, "description": "alternative browser form upload"},

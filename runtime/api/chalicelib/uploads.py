@@ -51,8 +51,14 @@ def public_upload(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _presign(deps: Deps, key: str, mime: str, size: int | None, multipart_id: str | None) -> dict[str, Any]:
-    """The upload instructions: a PUT URL signing Content-Type (and Content-Length when the size
-    is declared) plus a POST policy bounding both, or one signed URL per multipart part."""
+    """The upload instructions, each bounded by S3 itself, never by our word alone:
+
+    * a declared size: a PUT URL signing Content-Type and the exact Content-Length, plus a POST
+      policy with ``content-length-range`` [1, size];
+    * no declared size (the seed's body): only the POST policy, [1, ``max_input_bytes``], as
+      ``presigned_url`` with ``method`` POST and its form ``fields``. S3 cannot bound a PUT by
+      a maximum, so an unsized PUT URL is never signed;
+    * multipart: one URL per part, each signing its Content-Length."""
     s = deps.settings
     s3 = deps.s3
     if multipart_id is not None:
@@ -80,11 +86,6 @@ def _presign(deps: Deps, key: str, mime: str, size: int | None, multipart_id: st
             "presigned_post": None,
             "multipart": {"part_size": part_size, "parts": parts},
         }
-    params: dict[str, Any] = {"Bucket": s.input_bucket, "Key": key, "ContentType": mime}
-    headers = {"Content-Type": mime}
-    if size is not None:
-        params["ContentLength"] = size
-        headers["Content-Length"] = str(size)
     post = s3.generate_presigned_post(
         Bucket=s.input_bucket,
         Key=key,
@@ -92,10 +93,20 @@ def _presign(deps: Deps, key: str, mime: str, size: int | None, multipart_id: st
         Conditions=[{"Content-Type": mime}, ["content-length-range", 1, size or s.limits.max_input_bytes]],
         ExpiresIn=UPLOAD_URL_TTL_SECONDS,
     )
+    if size is None:
+        return {
+            "presigned_url": post["url"],
+            "method": "POST",
+            "headers": {},
+            "fields": post["fields"],
+            "presigned_post": post,
+            "multipart": None,
+        }
+    params = {"Bucket": s.input_bucket, "Key": key, "ContentType": mime, "ContentLength": size}
     return {
         "presigned_url": s3.generate_presigned_url("put_object", Params=params, ExpiresIn=UPLOAD_URL_TTL_SECONDS),
         "method": "PUT",
-        "headers": headers,
+        "headers": {"Content-Type": mime, "Content-Length": str(size)},
         "presigned_post": post,
         "multipart": None,
     }
