@@ -10,9 +10,11 @@ synth generates the REST API, one resource per route (no ``{proxy+}``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chalice import Chalice, Response
+from chalice.app import Request
 
 from runtime.api.chalicelib import accounts, auth, deps, jobs, playback, schemas, uploads
 from runtime.api.chalicelib.accounts import Principal
@@ -29,7 +31,7 @@ api.install_middleware()
 
 
 @app.middleware("http")
-def _as_api(event: Any, get_response: Any) -> Response:
+def _as_api(event: Request, get_response: Callable[[Request], Response]) -> Response:
     """Every request runs as the API component (its AWS calls are checked against its role)."""
     with aws.acting_as("api"):
         return get_response(event)
@@ -38,8 +40,10 @@ def _as_api(event: Any, get_response: Any) -> Response:
 E = schemas.ERROR
 
 
-def _request() -> Any:
-    return app.current_request
+def _request() -> Request:
+    request = app.current_request
+    assert request is not None  # Chalice sets it before calling a view
+    return request
 
 
 def _base() -> str:

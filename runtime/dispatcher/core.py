@@ -100,7 +100,7 @@ def dispatch(
             return _dispatch_job(db, launcher, message.job_id, claim_timeout_seconds, bounds, price_class)
 
 
-def _placement(conn: Any, job: dbm.Row, bounds: estimate.Bounds) -> estimate.Placement | estimate.TooLarge:
+def _placement(conn: dbm.Connection, job: dbm.Row, bounds: estimate.Bounds) -> estimate.Placement | estimate.TooLarge:
     upload = uploads_repo.get(conn, str(job["upload_id"]))
     size = int((upload or {}).get("size_bytes") or (upload or {}).get("declared_bytes") or 0)
     work = estimate.job_work(job["job_type"], job["operations"], size, estimate.Probe.from_json(job.get("probe")))

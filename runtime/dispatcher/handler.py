@@ -77,26 +77,26 @@ def _batch_item_failures(settled: Settled) -> dict[str, list[dict[str, str]]]:
     return {"batchItemFailures": [{"itemIdentifier": m.message_id} for m in settled.retry]}
 
 
-def _clock(context: Any) -> Callable[[], float] | None:
+def _clock(context: object) -> Callable[[], float] | None:
     getter = getattr(context, "get_remaining_time_in_millis", None)
     return (lambda: float(getter())) if callable(getter) else None
 
 
 @aws.acting_as("dispatcher")
-def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+def handle_sqs(event: dict[str, Any], context: object) -> dict[str, list[dict[str, str]]]:
     """Dispatch every record; report the ones to retry as batch item failures."""
     settled = service("dispatcher").dispatch_batch(_messages(event), time_left_ms=_clock(context))
     return _batch_item_failures(settled)
 
 
 @aws.acting_as("dead-letter")
-def handle_dlq(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+def handle_dlq(event: dict[str, Any], context: object) -> dict[str, list[dict[str, str]]]:
     """Fail the job of every dead-lettered message; a database error retries that record only."""
     return _batch_item_failures(service("dead-letter").fail_dead_letters(_messages(event)))
 
 
 @aws.acting_as("task-state")
-def handle_task_state_change(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handle_task_state_change(event: dict[str, Any], context: object) -> dict[str, Any]:
     """Fail the non-terminal job of a STOPPED task. Errors raise, so EventBridge retries."""
     svc = service("task-state")
     detail = event.get("detail") or {}
@@ -108,7 +108,7 @@ def handle_task_state_change(event: dict[str, Any], context: Any) -> dict[str, A
 
 
 @aws.acting_as("sweeper")
-def handle_sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handle_sweep(event: dict[str, Any], context: object) -> dict[str, Any]:
     """One sweep (scheduled): returns the counts; a database error raises (the next schedule
     tries again)."""
     return service("sweeper").sweep().as_dict()

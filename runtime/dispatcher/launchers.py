@@ -15,12 +15,17 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.shared.estimate import Placement
 from runtime.shared.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_ecs.type_defs import KeyValuePairTypeDef, RunTaskRequestTypeDef, TaskOverrideTypeDef
+    from mypy_boto3_lambda import LambdaClient
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +121,26 @@ class EcsLauncher:
     ``client`` is a boto3 ECS client (``runtime.shared.aws.client("ecs", settings)``).
     """
 
-    def __init__(self, config: EcsConfig, client: Any) -> None:
+    def __init__(self, config: EcsConfig, client: ECSClient) -> None:
         self.config = config
         self.client = client
 
-    def run_task_params(self, request: LaunchRequest) -> dict[str, Any]:
+    def run_task_params(self, request: LaunchRequest) -> RunTaskRequestTypeDef:
         """The RunTask request for one job (public so its shape can be checked in tests and docs)."""
         cfg = self.config
-        params: dict[str, Any] = {
+        environment: list[KeyValuePairTypeDef] = [{"name": "JOB_ID", "value": request.job_id}]
+        overrides: TaskOverrideTypeDef = {
+            "containerOverrides": [{"name": cfg.container_name, "environment": environment}]
+        }
+        placement = request.placement
+        if placement is not None and placement.runner == "fargate":
+            # Task-level overrides (Fargate accepts any valid cpu/memory pair at RunTask), and the
+            # worker's own deadline so it records TIMEOUT before the sweeper has to.
+            if placement.cpu:
+                overrides["cpu"] = str(placement.cpu)
+                overrides["memory"] = str(placement.memory_mib)
+            environment.append({"name": "TRANSCODEX_WORKER_TIMEOUT_SECONDS", "value": str(placement.timeout_seconds)})
+        params: RunTaskRequestTypeDef = {
             "cluster": cfg.cluster,
             "taskDefinition": cfg.task_definition,
             "count": 1,
@@ -134,27 +151,13 @@ class EcsLauncher:
                     "assignPublicIp": "ENABLED" if cfg.assign_public_ip else "DISABLED",
                 }
             },
-            "overrides": {
-                "containerOverrides": [
-                    {"name": cfg.container_name, "environment": [{"name": "JOB_ID", "value": request.job_id}]}
-                ]
-            },
+            "overrides": overrides,
             "tags": [{"key": "job-id", "value": request.job_id}, {"key": "user-id", "value": request.user_id}],
             "startedBy": "transcodex",
             "propagateTags": "TASK_DEFINITION",
             "enableECSManagedTags": True,
             "clientToken": request.client_token,
         }
-        placement = request.placement
-        if placement is not None and placement.runner == "fargate":
-            # Task-level overrides (Fargate accepts any valid cpu/memory pair at RunTask), and the
-            # worker's own deadline so it records TIMEOUT before the sweeper has to.
-            if placement.cpu:
-                params["overrides"]["cpu"] = str(placement.cpu)
-                params["overrides"]["memory"] = str(placement.memory_mib)
-            params["overrides"]["containerOverrides"][0]["environment"].append(
-                {"name": "TRANSCODEX_WORKER_TIMEOUT_SECONDS", "value": str(placement.timeout_seconds)}
-            )
         if cfg.capacity_provider:
             params["capacityProviderStrategy"] = [{"capacityProvider": cfg.capacity_provider, "weight": 1}]
         else:
@@ -211,7 +214,7 @@ class LambdaLauncher:
     (runtime.dispatcher.core.fail_dead_letter), so a job on the Lambda is never left running.
     """
 
-    def __init__(self, function_name: str, client: Any) -> None:
+    def __init__(self, function_name: str, client: LambdaClient) -> None:
         self.function_name = function_name
         self.client = client
 
@@ -223,7 +226,8 @@ class LambdaLauncher:
             )
         except (ClientError, BotoCoreError) as err:
             raise _launch_error(err) from err
-        request_id = str((response.get("ResponseMetadata") or {}).get("RequestId") or "")
+        # botocore always parses ResponseMetadata; a stubbed answer may leave it out
+        request_id = str(response.get("ResponseMetadata", {}).get("RequestId") or "")
         if int(response.get("StatusCode") or 0) != 202 or not request_id:
             raise LaunchError("INVOKE_NOT_ACCEPTED", f"Invoke answered {response.get('StatusCode')}", ambiguous=True)
         return LAMBDA_TASK_PREFIX + request_id

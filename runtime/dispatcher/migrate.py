@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 @aws.acting_as("migrations")
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     settings = load_settings(sections=["database"])
     configure(settings.log_level)
     request_type = event.get("RequestType")

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.shared import aws
 from runtime.shared import db as dbm
@@ -44,6 +44,10 @@ from runtime.shared.repo import uploads as uploads_repo
 from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, ConfigError, Limits, Settings, read_int
 from runtime.shared.status import ErrorCode, UploadStatus
 from runtime.shared.storage import head_size
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -308,12 +312,12 @@ def _delete_media(db: dbm.Database, config: SweepConfig, delete_media: DeleteMed
 # --- AWS adapters ------------------------------------------------------------------------------
 
 
-def s3_object_size(s3: Any, bucket: str) -> ObjectSize:
+def s3_object_size(s3: S3Client, bucket: str) -> ObjectSize:
     """HEAD objects of ``bucket``: the size, None on 404; anything else raises."""
     return partial(head_size, s3, bucket)
 
 
-def s3_delete_input(s3: Any, bucket: str) -> DeleteInput:
+def s3_delete_input(s3: S3Client, bucket: str) -> DeleteInput:
     """DeleteObject in ``bucket`` (S3 answers a missing key with success)."""
 
     def delete(key: str) -> None:
@@ -322,7 +326,7 @@ def s3_delete_input(s3: Any, bucket: str) -> DeleteInput:
     return delete
 
 
-def s3_media_deleter(s3: Any, input_bucket: str, output_bucket: str) -> DeleteMedia:
+def s3_media_deleter(s3: S3Client, input_bucket: str, output_bucket: str) -> DeleteMedia:
     """Deletes a user's objects under ``input/{user}/`` and ``output/{user}/``, a page of at
     most 1000 keys at a time (ListObjectsV2 + DeleteObjects); a key S3 could not delete raises."""
 
@@ -336,7 +340,7 @@ def s3_media_deleter(s3: Any, input_bucket: str, output_bucket: str) -> DeleteMe
                 if deleted >= limit:
                     return deleted, False
                 page = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=min(1000, limit - deleted))
-                objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                objects: list[ObjectIdentifierTypeDef] = [{"Key": item["Key"]} for item in page.get("Contents", [])]
                 if not objects:
                     break
                 answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})

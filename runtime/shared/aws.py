@@ -18,16 +18,26 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
+from botocore.client import BaseClient
 from botocore.config import Config
 
 from runtime.shared.settings import Settings, aws_call_log_dir
+
+if TYPE_CHECKING:
+    from botocore.model import OperationModel
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
 
 _CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4")
 
@@ -37,8 +47,21 @@ COMPONENTS = ("api", "dispatcher", "dead-letter", "task-state", "sweeper", "migr
 _component: contextvars.ContextVar[str | None] = contextvars.ContextVar("transcodex_component", default=None)
 
 
-def client(service: str, settings: Settings) -> Any:
-    """A boto3 client for ``service`` honouring the endpoint override and region."""
+@overload
+def client(service: Literal["s3"], settings: Settings) -> S3Client: ...
+@overload
+def client(service: Literal["sqs"], settings: Settings) -> SQSClient: ...
+@overload
+def client(service: Literal["ecs"], settings: Settings) -> ECSClient: ...
+@overload
+def client(service: Literal["lambda"], settings: Settings) -> LambdaClient: ...
+@overload
+def client(service: Literal["secretsmanager"], settings: Settings) -> SecretsManagerClient: ...
+
+
+def client(service: str, settings: Settings) -> BaseClient:
+    """A boto3 client for ``service`` honouring the endpoint override and region (typed per
+    service: the runtime's services only, so a call to another is a type error)."""
     endpoint = settings.aws_endpoint_url_s3 if service == "s3" and settings.aws_endpoint_url_s3 else None
     return _client(
         service, settings.aws_region, endpoint or settings.aws_endpoint_url, _component.get(), aws_call_log_dir()
@@ -50,10 +73,13 @@ _PATH_STYLE = _CONFIG.merge(Config(s3={"addressing_style": "path"}))
 
 
 @lru_cache(maxsize=64)
-def _client(service: str, region: str, endpoint_url: str | None, component: str | None, call_log: str | None) -> Any:
+def _client(
+    service: str, region: str, endpoint_url: str | None, component: str | None, call_log: str | None
+) -> BaseClient:
     config = _PATH_STYLE if service == "s3" and endpoint_url else _CONFIG
     # boto3-stubs types client() per literal service name; this factory serves them all
-    made = boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
+    session = boto3.session.Session()
+    made: BaseClient = session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
     if call_log:
         _record_calls(made, service, component, Path(call_log))
     return made
@@ -111,7 +137,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 _write_lock = threading.Lock()
 
 
-def _record_calls(made: Any, service: str, bound_component: str | None, directory: Path) -> None:
+def _record_calls(made: BaseClient, service: str, bound_component: str | None, directory: Path) -> None:
     """Hook ``made`` so every call (and presigned URL) appends a line to ``directory``.
 
     The component is the one declared where the call runs; calls from threads the code did not
@@ -130,18 +156,19 @@ def _record_calls(made: Any, service: str, bound_component: str | None, director
         "provide-client-params", partial(_on_call, service=service, bound=bound_component, directory=directory)
     )
     if service == "s3":
-        sign_post = made.generate_presigned_post
+        # S3's own method, not BaseClient's: wrapped through getattr/setattr, its result passed on
+        sign_post: Callable[..., Any] = getattr(made, "generate_presigned_post")  # noqa: B009
 
         def generate_presigned_post(Bucket: str, Key: str, *args: Any, **kwargs: Any) -> Any:
             _write(directory, service, bound_component, "PutObject", {"Bucket": Bucket, "Key": Key}, presigned="post")
             return sign_post(Bucket, Key, *args, **kwargs)
 
-        made.generate_presigned_post = generate_presigned_post
+        setattr(made, "generate_presigned_post", generate_presigned_post)  # noqa: B010
 
 
 def _on_call(
     params: dict[str, Any],
-    model: Any,
+    model: OperationModel,
     context: dict[str, Any],
     service: str,
     bound: str | None,
@@ -184,7 +211,7 @@ def _write(
 
 def _call_site() -> str:
     """``file:line`` of the first frame outside boto3, botocore, s3transfer and this module."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         filename = frame.f_code.co_filename
         if filename != __file__ and not any(part in filename for part in _LIBRARY_PARTS):

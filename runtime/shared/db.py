@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import psycopg
@@ -17,7 +17,10 @@ from psycopg_pool import ConnectionPool
 
 from runtime.shared.settings import Settings
 
+#: A row as the pool's connections return it (``dict_row``): column name -> value.
 Row = dict[str, Any]
+#: A connection of the pool: the type every repository function takes.
+Connection = psycopg.Connection[Row]
 
 
 def database_url(settings: Settings) -> str:
@@ -66,9 +69,9 @@ class Database:
         self._refresh = refresh
         database = self
 
-        class _Connection(psycopg.Connection):  # type: ignore[type-arg]
+        class _Connection(Connection):
             @classmethod
-            def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:  # type: ignore[override]
+            def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
                 try:
                     return super().connect(database.conninfo, **kwargs)
                 except psycopg.OperationalError as error:
@@ -77,7 +80,7 @@ class Database:
                     database.conninfo = database._refresh()
                     return super().connect(database.conninfo, **kwargs)
 
-        self._pool = ConnectionPool(
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
             conninfo,
             connection_class=_Connection,
             min_size=0,
@@ -89,12 +92,12 @@ class Database:
         self._opened = False
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Row]]:
+    def connection(self) -> Iterator[Connection]:
         if not self._opened:
             self._pool.open(wait=False)
             self._opened = True
         with self._pool.connection() as conn:
-            yield conn  # type: ignore[misc]
+            yield conn
 
     def close(self) -> None:
         if self._opened:

@@ -38,7 +38,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.shared.settings import Settings
 
 #: Measured runs: (label, duration s, fps, source px, output px per frame, CPU s, wall s on 2 vCPU).
 CALIBRATION: tuple[tuple[str, float, float, int, int, float, float], ...] = (
@@ -204,8 +207,8 @@ class Bounds:
     lambda_max_pixel_seconds: float = 60 * 1920 * 1080
 
 
-def bounds(settings: Any) -> Bounds:
-    """The bounds of a ``runtime.shared.settings.Settings`` (its ``runners`` and ``limits``)."""
+def bounds(settings: Settings) -> Bounds:
+    """The bounds of the settings' ``runners`` and ``limits``."""
     runners, limits = settings.runners, settings.limits
     return Bounds(
         fargate_min_cpu=runners.fargate_min_cpu,

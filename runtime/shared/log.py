@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-# Immutable default; bind() always replaces the dict, never mutates it.
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("transcodex_log_context", default=None)  # type: ignore[arg-type]
+# None until bound; bind() always replaces the dict, never mutates it.
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("transcodex_log_context", default=None)
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class QueueMessage:
 class SqsQueue:
     """One queue: ``sqs`` is a client from ``runtime.shared.aws.client("sqs", settings)``."""
 
-    sqs: Any
+    sqs: SQSClient
     url: str
 
     def send(self, body: str) -> None:

@@ -7,9 +7,12 @@ as "missing". Clients come from runtime.shared.aws, so calls are recorded for th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 #: Error codes S3 uses for a key that does not exist.
 MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -25,7 +28,7 @@ def is_missing(err: ClientError) -> bool:
     return error_code(err) in MISSING_CODES
 
 
-def head_size(s3: Any, bucket: str, key: str) -> int | None:
+def head_size(s3: S3Client, bucket: str, key: str) -> int | None:
     """The object's size in bytes, or None when it does not exist; any other error raises
     (``ClientError``, ``BotoCoreError``)."""
     try:

@@ -77,7 +77,8 @@ def probe_object(key: str, settings: Settings) -> dict[str, Any] | None:
     params = {"Bucket": settings.input_bucket, "Key": key}
     try:
         # The leading bytes pick (and pin) the demuxer, as for a job's scratch copy.
-        head = s3.get_object(**params, Range=f"bytes=0-{media.HEAD_BYTES - 1}")["Body"].read()
+        leading = f"bytes=0-{media.HEAD_BYTES - 1}"
+        head = s3.get_object(Bucket=settings.input_bucket, Key=key, Range=leading)["Body"].read()
     except ClientError as err:
         log.info("input could not be read", extra={"error": str(err)})
         return None

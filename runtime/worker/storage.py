@@ -97,6 +97,8 @@ class S3Storage:
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.output_bucket, Prefix=prefix):
             stale += [obj["Key"] for obj in page.get("Contents", []) if obj["Key"] not in keep]
         for start in range(0, len(stale), 1000):
-            batch = [{"Key": key} for key in stale[start : start + 1000]]
-            self._s3.delete_objects(Bucket=self.output_bucket, Delete={"Objects": batch, "Quiet": True})
+            batch = stale[start : start + 1000]
+            self._s3.delete_objects(
+                Bucket=self.output_bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+            )
         return len(stale)

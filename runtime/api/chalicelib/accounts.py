@@ -20,11 +20,13 @@ from typing import Any
 from urllib.parse import quote
 
 import psycopg
+from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from runtime.api.chalicelib import tokens
 from runtime.api.chalicelib.deps import Deps
 from runtime.api.chalicelib.domain import Conflict, Forbidden, NotFound, Throttled, Unauthenticated
+from runtime.shared.db import Connection
 from runtime.shared.repo import deletions as deletions_repo
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ SIGNUP_WINDOW_SECONDS = 3600
 _LOCK_LOGIN_EMAIL, _LOCK_LOGIN_IP, _LOCK_SIGNUP_IP = 0x7C0A01, 0x7C0A02, 0x7C0A03
 
 
-def _lock(conn: Any, namespace: int, value: str) -> None:
+def _lock(conn: Connection, namespace: int, value: str) -> None:
     """Serialise, until the transaction ends, every request counting attempts for ``value``."""
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (namespace, value))
 
@@ -154,7 +156,8 @@ def delete_user(deps: Deps, user_id: str) -> bool:
     return deleted
 
 
-_DUMMY_HASHES: dict[tuple[Any, ...], str] = {}
+#: (time_cost, memory_cost, parallelism, hash_len, salt_len, type) -> a dummy hash at those parameters
+_DUMMY_HASHES: dict[tuple[int, int, int, int, int, Type], str] = {}
 
 
 def _dummy_hash(deps: Deps) -> str:
@@ -249,7 +252,8 @@ def login_delay(failures: int) -> int:
     """Seconds an attempt must wait after the last failure, given the email's recent failures."""
     if failures < FREE_FAILURES_PER_EMAIL:
         return 0
-    return min(LOGIN_DELAY_BASE_SECONDS * 2 ** min(failures - FREE_FAILURES_PER_EMAIL, 16), LOGIN_DELAY_MAX_SECONDS)
+    doublings = min(failures - FREE_FAILURES_PER_EMAIL, 16)  # >= 0 here, so 2**doublings is an int
+    return min(LOGIN_DELAY_BASE_SECONDS * (1 << doublings), LOGIN_DELAY_MAX_SECONDS)
 
 
 def _claim_attempt(deps: Deps, email: str, ip: str | None) -> int:

@@ -10,17 +10,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 
-from runtime.api.chalicelib.work import WorkerFunctionProber
+from runtime.api.chalicelib.work import Prober, WorkerFunctionProber
 from runtime.shared import aws
 from runtime.shared.db import Database, open_database
 from runtime.shared.log import configure
 from runtime.shared.settings import ConfigError, Settings, load_settings, read_int
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,9 @@ def password_hasher(env: Mapping[str, str] | None = None) -> PasswordHasher:
         raw = env.get(f"TRANSCODEX_ARGON2_{name}")
         if raw:
             params[key] = max(1, int(raw))
-    return PasswordHasher(**params)
+    return PasswordHasher(
+        time_cost=params["time_cost"], memory_cost=params["memory_cost"], parallelism=params["parallelism"]
+    )
 
 
 #: Database connections per API process. On Lambda one container serves one request at a
@@ -65,14 +71,14 @@ class Deps:
     #: Overrides the base URL built from the request (e.g. a custom domain).
     public_base_url: str | None = None
     #: Probes a video input for the work check (chalicelib.work); None: videos go unprobed.
-    prober: Callable[[str], dict[str, Any] | None] | None = None
+    prober: Prober | None = None
 
     @property
-    def s3(self) -> Any:
+    def s3(self) -> S3Client:
         return aws.client("s3", self.settings)
 
     @property
-    def sqs(self) -> Any:
+    def sqs(self) -> SQSClient:
         return aws.client("sqs", self.settings)
 
 

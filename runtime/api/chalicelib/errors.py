@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -104,6 +105,9 @@ def dumps(body: Any) -> str:
     return json.dumps(body, default=_default, separators=(",", ":"), ensure_ascii=False)
 
 
+#: Response headers as Chalice takes them: a value is one string or a list (a repeated header).
+Headers = Mapping[str, str | list[str]]
+
 BASE_HEADERS = {
     "Content-Type": "application/json",
     "Cache-Control": "no-store",
@@ -111,7 +115,7 @@ BASE_HEADERS = {
 }
 
 
-def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+def json_response(status: int, body: Any, headers: Headers | None = None) -> Response:
     return Response(body=dumps(body), status_code=status, headers={**BASE_HEADERS, **(headers or {})})
 
 
@@ -120,7 +124,7 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def error_response(
-    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: Headers | None = None
 ) -> Response:
     return json_response(status, error_body(code, message, details), headers)
 
@@ -152,7 +156,9 @@ def normalise(response: Response) -> Response:
             message = "an internal error occurred; it has been logged"
         details: dict[str, Any] = {}
         if "Allow" in response.headers:
-            details["allowed_methods"] = [m.strip() for m in response.headers["Allow"].split(",")]
+            allow = response.headers["Allow"]
+            methods = allow if isinstance(allow, list) else allow.split(",")
+            details["allowed_methods"] = [m.strip() for m in methods]
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
         return error_response(response.status_code, code, message, details, headers)
     return response

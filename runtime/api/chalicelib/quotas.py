@@ -7,10 +7,11 @@ one user cannot all pass a count that none of them has added to yet. Over a limi
 from __future__ import annotations
 
 from runtime.api.chalicelib.domain import Throttled
+from runtime.shared.db import Connection
 from runtime.shared.repo import jobs as jobs_repo
 from runtime.shared.repo import uploads as uploads_repo
 from runtime.shared.repo import usage
-from runtime.shared.repo.usage import Connection, Count
+from runtime.shared.repo.usage import Count
 from runtime.shared.settings import UPLOAD_URL_TTL_SECONDS, Limits
 
 HOUR_SECONDS = 3600

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from chalice.app import Request
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator, ValidationError
 
 from runtime.api.chalicelib.domain import Invalid, TooLarge
 
@@ -29,10 +29,11 @@ def _validator(schema_json: str) -> Draft7Validator:
     return Draft7Validator(json.loads(schema_json))
 
 
-def _problem(error: Any) -> dict[str, Any]:
+def _problem(error: ValidationError) -> dict[str, Any]:
     path = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = set(error.schema.get("properties", {}))
+        schema = error.schema if isinstance(error.schema, Mapping) else {}  # an object's schema here
+        known = set(schema.get("properties", {}))
         unknown = sorted(str(k) for k in error.instance if k not in known)
         return {
             "field": ".".join(filter(None, [path, unknown[0] if len(unknown) == 1 else ""])) or path,
@@ -143,7 +144,7 @@ def _coerce(text: str, schema: Mapping[str, Any]) -> Any:
     return text
 
 
-def _param_problem(param: Param, error: Any) -> Invalid:
+def _param_problem(param: Param, error: ValidationError) -> Invalid:
     schema = param.schema
     details: dict[str, Any] = {"field": param.name}
     if param.message is not None:

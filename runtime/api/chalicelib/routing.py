@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalice import Chalice, Response
+from chalice.app import Request
 
 from runtime.api.chalicelib import schemas
 from runtime.api.chalicelib.accounts import Principal
@@ -188,7 +189,7 @@ class Api:
         return decorator
 
     @staticmethod
-    def _arguments(doc: RouteDoc, request: Any, uri: dict[str, str], principal: Principal | None) -> dict[str, Any]:
+    def _arguments(doc: RouteDoc, request: Request, uri: dict[str, str], principal: Principal | None) -> dict[str, Any]:
         """The rest of what the route declares, checked in order: path, parameters, body."""
         arguments: dict[str, Any] = {} if principal is None else {"principal": principal}
         for name in doc.path_params:
@@ -200,7 +201,7 @@ class Api:
 
     def install_middleware(self) -> None:
         @self.app.middleware("http")
-        def error_shape(event: Any, get_response: Callable[[Any], Response]) -> Response:
+        def error_shape(event: Request, get_response: Callable[[Request], Response]) -> Response:
             """Chalice's own errors (405, 415, …) in our shape; nothing escapes as a stack trace."""
             try:
                 return normalise(get_response(event))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -20,6 +20,9 @@ from runtime.api.chalicelib.domain import Unprocessable
 from runtime.shared import estimate
 from runtime.shared.contract import JobSpec, JobType
 from runtime.shared.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ Prober = Callable[[str], dict[str, Any] | None]
 class WorkerFunctionProber:
     """Asks the worker Lambda (``{"probe_key": KEY}``, RequestResponse) to ffprobe an input."""
 
-    def __init__(self, client: Any, function_name: str) -> None:
+    def __init__(self, client: LambdaClient, function_name: str) -> None:
         self.client = client
         self.function_name = function_name
 

@@ -1,6 +1,6 @@
 """Image operations (libvips in the worker): one model each, discriminated on ``op``.
 
-Adding one: a model here (fields, ``seed`` parser), its member in :data:`ImageOperation`, and its
+Adding one: a model here (fields, ``seed`` parser), its member in :data:`ImageUnion`, and its
 implementation registered in ``runtime/worker/image.py`` (a test fails until both exist).
 """
 
@@ -179,8 +179,7 @@ class Thumbnail(ImageModel):
         return parse_size(value)
 
 
+#: Every image operation's model, as a plain union.
+ImageUnion = Resize | ForceResize | Rotate | ConvertFormat | Watermark | Thumbnail
 #: Every image operation; ``op`` selects the model.
-ImageOperation = Annotated[
-    Resize | ForceResize | Rotate | ConvertFormat | Watermark | Thumbnail,
-    Field(discriminator="op"),
-]
+ImageOperation = Annotated[ImageUnion, Field(discriminator="op")]

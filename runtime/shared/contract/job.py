@@ -16,31 +16,30 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Annotated, Any, Union, get_args
+from typing import Annotated, Any, cast, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from runtime.shared.contract.fields import FieldError, JobType, OperationModel
-from runtime.shared.contract.image import ConvertFormat, ImageOperation
+from runtime.shared.contract.image import ConvertFormat, ImageOperation, ImageUnion
 from runtime.shared.contract.problems import ContractError, Problem
-from runtime.shared.contract.video import VideoOperation
+from runtime.shared.contract.video import VideoOperation, VideoUnion
 
 #: The most operations one job may hold: enforced here and published in /openapi.json.
 MAX_OPERATIONS = 20
 
 IMAGE_MODELS: tuple[type[OperationModel], ...] = get_args(get_args(ImageOperation)[0])
 VIDEO_MODELS: tuple[type[OperationModel], ...] = get_args(get_args(VideoOperation)[0])
-#: Every operation of every job type; ``op`` selects the model.
-# Built from the tuples at runtime, so a static checker cannot see its members.
-Operation = Annotated[Union[(*IMAGE_MODELS, *VIDEO_MODELS)], Field(discriminator="op")]  # type: ignore[valid-type]
+#: Every operation of every job type; ``op`` selects the model (the two unions flatten into one).
+Operation = Annotated[ImageUnion | VideoUnion, Field(discriminator="op")]
 
 #: operation name -> model, in declaration order
 REGISTRY: dict[str, type[OperationModel]] = {model.op_name(): model for model in (*IMAGE_MODELS, *VIDEO_MODELS)}
 _BY_NAME = {name: model for model in REGISTRY.values() for name in (model.op_name(), *model.aliases)}
-_ADAPTER: TypeAdapter[OperationModel] = TypeAdapter(Operation)
-_LIST: TypeAdapter[list[OperationModel]] = TypeAdapter(list[Operation])
+_ADAPTER: TypeAdapter[Operation] = TypeAdapter(Operation)
+_LIST: TypeAdapter[list[Operation]] = TypeAdapter(list[Operation])
 
 
 def lookup(name: Any) -> type[OperationModel] | None:
@@ -264,9 +263,15 @@ def operations_schema(ref_template: str = "#/components/schemas/{model}") -> tup
     """The JSON Schema of a request's ``operations`` (the operation models' own, in both forms)
     and the definitions it refers to through ``ref_template``; for OpenAPI 3.0."""
     schema, definitions = _published(ref_template)
-    return json.loads(json.dumps(schema)), json.loads(json.dumps(definitions))
+    return _copy(schema), _copy(definitions)
 
 
 def operation_schema(ref_template: str = "#/components/schemas/{model}") -> dict[str, Any]:
     """The JSON Schema of one canonical operation (a stored ``jobs.operations`` item)."""
-    return json.loads(json.dumps(_published(ref_template)[0]["oneOf"][0]["items"]))
+    return _copy(_published(ref_template)[0]["oneOf"][0]["items"])
+
+
+def _copy(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy in plain JSON types (a JSON object stays one): callers may edit it without
+    touching the cached schema."""
+    return cast("dict[str, Any]", json.loads(json.dumps(schema)))

@@ -1,6 +1,6 @@
 """Video operations (ffmpeg in the worker): one model each, discriminated on ``op``.
 
-Adding one: a model here (fields, ``seed`` parser), its member in :data:`VideoOperation`, and its
+Adding one: a model here (fields, ``seed`` parser), its member in :data:`VideoUnion`, and its
 implementation registered in ``runtime/worker/video.py`` (a test fails until both exist).
 """
 
@@ -191,5 +191,7 @@ class Poster(VideoModel):
         return {} if value in (None, "") else {"at_seconds": value}
 
 
+#: Every video operation's model, as a plain union.
+VideoUnion = Transcode | TranscodeResolution | Poster
 #: Every video operation; ``op`` selects the model.
-VideoOperation = Annotated[Transcode | TranscodeResolution | Poster, Field(discriminator="op")]
+VideoOperation = Annotated[VideoUnion, Field(discriminator="op")]

@@ -8,11 +8,7 @@ only after a pass that began once no worker of the user can still be writing out
 
 from __future__ import annotations
 
-import psycopg
-
-from runtime.shared.db import Row
-
-Connection = psycopg.Connection[Row]
+from runtime.shared.db import Connection, Row
 
 #: Longest wait between two attempts of a failing deletion.
 MAX_BACKOFF_SECONDS = 3600

@@ -12,10 +12,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
-from runtime.shared.db import Row
+from runtime.shared.db import Connection, Row
 from runtime.shared.log import job_status_metric
 from runtime.shared.repo.usage import Count
 from runtime.shared.status import ACTIVE, AWAITING_WORKER, TERMINAL, WITH_WORKER, ErrorCode, JobStatus, sources
@@ -23,7 +22,6 @@ from runtime.shared.status import ACTIVE, AWAITING_WORKER, TERMINAL, WITH_WORKER
 if TYPE_CHECKING:
     from runtime.shared.contract import JobSpec
 
-Connection = psycopg.Connection[Row]
 
 COLUMNS = (
     "id, user_id, upload_id, api_key_id, job_type, operations, status, progress, error_code, "

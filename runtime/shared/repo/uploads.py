@@ -7,13 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-import psycopg
-
-from runtime.shared.db import Row
+from runtime.shared.db import Connection, Row
 from runtime.shared.repo.usage import Count
 from runtime.shared.status import UploadStatus, upload_sources
-
-Connection = psycopg.Connection[Row]
 
 
 def create(

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import psycopg
-
-from runtime.shared.db import Row
-
-Connection = psycopg.Connection[Row]
+from runtime.shared.db import Connection
 
 #: Namespace of the per-user advisory locks (pg_advisory_xact_lock's first key).
 _LOCK_NAMESPACE = 14_02
