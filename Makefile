@@ -62,7 +62,7 @@ check: $(VENV)/.installed ## ruff, ruff format, mypy and the unit tests (no serv
 	[ $${#failed[@]} = 0 ]
 
 .PHONY: typecheck
-typecheck: $(VENV)/.installed ## mypy: strict on constructs_lib/ and stacks/, checking on runtime/ (pyproject.toml)
+typecheck: $(VENV)/.installed ## mypy --strict on constructs_lib/, stacks/ and runtime/ (pyproject.toml)
 	$(VENV)/bin/mypy
 
 .PHONY: test-unit

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import signal
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -30,7 +31,7 @@ from runtime.api.chalicelib.errors import BASE_HEADERS, dumps, error_body
 
 
 class _Gateway(LocalGateway):
-    def handle_request(self, method: str, path: str, headers: Any, body: bytes | None) -> Any:
+    def handle_request(self, method: str, path: str, headers: dict[str, Any], body: bytes | None) -> dict[str, Any]:
         try:
             self.event_converter._route_matcher.match_route(path)
         except ValueError:
@@ -49,13 +50,20 @@ class _Handler(ChaliceRequestHandler):
     disable_nagle_algorithm = True
 
     def __init__(
-        self, request: bytes, client_address: tuple[str, int], server: HTTPServer, app_object: Chalice, config: Config
+        self,
+        request: socket.socket,
+        client_address: tuple[str, int],
+        server: HTTPServer,
+        app_object: Chalice,
+        config: Config,
     ) -> None:
         self.local_gateway = _Gateway(app_object, config)
         # The caller's real address as requestContext.identity.sourceIp (Chalice's local server
         # reports 127.0.0.1 for everyone), so per-address limits behave as behind API Gateway.
-        self.local_gateway.event_converter.LOCAL_SOURCE_IP = client_address[0]  # type: ignore[misc]
-        BaseHTTPRequestHandler.__init__(self, request, client_address, server)  # type: ignore[arg-type]
+        self.local_gateway.event_converter.LOCAL_SOURCE_IP = client_address[0]
+        # Not ChaliceRequestHandler.__init__: it would replace _Gateway with a plain LocalGateway.
+        # (Chalice hints ``request`` as bytes; a TCP server hands a handler its socket.)
+        BaseHTTPRequestHandler.__init__(self, request, client_address, server)
 
 
 #: Connections the local server's socket queues before accepting them.
@@ -68,7 +76,7 @@ def create_server(app: Chalice, config: Config, host: str, port: int) -> LocalDe
     # socketserver listens with a backlog of 5: a burst of parallel connections (a page's
     # requests, a test's) would overflow it and be reset. Listening again widens the queue.
     server.server.socket.listen(LISTEN_BACKLOG)
-    server.server.RequestHandlerClass = functools.partial(_Handler, app_object=app, config=config)  # type: ignore[assignment]
+    server.server.RequestHandlerClass = functools.partial(_Handler, app_object=app, config=config)
     return server
 
 

@@ -25,6 +25,7 @@ from runtime.local.client import (
     ApiError,
     CliConfig,
     Client,
+    Credentials,
     guess_mime,
     job_id_of,
     media_type_of,
@@ -106,8 +107,9 @@ def _items(body: Any, *names: str) -> list[Any]:
     if isinstance(body, list):
         return body
     for name in names:
-        if isinstance(body, dict) and isinstance(body.get(name), list):
-            return body[name]
+        value = body.get(name) if isinstance(body, dict) else None
+        if isinstance(value, list):
+            return value
     return []
 
 
@@ -338,7 +340,7 @@ def make_client(api_url_flag: str | None = None) -> Client:
     config = CliConfig.load()
     url = resolve_api_url(api_url_flag, config)
 
-    def persist(creds: Any) -> None:
+    def persist(creds: Credentials) -> None:
         config.api_url = url
         config.store(url, creds)
         config.save()

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -26,6 +26,12 @@ import requests
 from runtime.shared import hls, keys
 from runtime.shared.settings import tool_settings
 from runtime.shared.status import TERMINAL, OutputRole
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    #: A byte or percent progress bar (no iterable: updated by hand).
+    Bar = tqdm[NoReturn]
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 CHUNK = 256 * 1024
@@ -85,6 +91,8 @@ class CliConfig:
             return cls(path=path)
         except (OSError, ValueError) as err:
             raise ApiError(0, "BAD_CONFIG", f"cannot read the config file {path}: {err}") from None
+        if not isinstance(data, dict):
+            raise ApiError(0, "BAD_CONFIG", f"the config file {path} does not hold a JSON object")
         return cls(api_url=data.get("api_url"), profiles=dict(data.get("profiles") or {}), path=path)
 
     def save(self) -> None:
@@ -155,7 +163,7 @@ class _ProgressReader:
             yield chunk
 
 
-def _bar(enabled: bool, total: int | None, desc: str, unit: str = "B") -> Any:
+def _bar(enabled: bool, total: int | None, desc: str, unit: str = "B") -> Bar:
     from tqdm import tqdm
 
     scale = unit == "B"
@@ -239,6 +247,15 @@ class Client:
                 response.status_code, "BAD_RESPONSE", "the API answered with something that is not JSON"
             ) from None
 
+    def _object(
+        self, method: str, path: str, body: Any = None, *, auth: bool = True, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """:meth:`request` for the routes that answer a JSON object; ApiError for anything else."""
+        answer = self.request(method, path, body, auth=auth, headers=headers)
+        if not isinstance(answer, dict):
+            raise ApiError(0, "BAD_RESPONSE", f"{method} {path} answered {type(answer).__name__}, not a JSON object")
+        return answer
+
     def _remember(self) -> None:
         if self.on_credentials is not None:
             self.on_credentials(self.creds)
@@ -249,11 +266,13 @@ class Client:
             self.creds.access_token = self.creds.refresh_token = None
             self._remember()
             return False
-        self._take_tokens(response.json())
+        body = response.json()
+        self._take_tokens(body if isinstance(body, dict) else {})
         return True
 
     def _take_tokens(self, body: dict[str, Any]) -> None:
-        tokens = body.get("tokens") if isinstance(body.get("tokens"), dict) else body
+        nested = body.get("tokens")
+        tokens: dict[str, Any] = nested if isinstance(nested, dict) else body
         self.creds.access_token = tokens.get("access_token") or self.creds.access_token
         self.creds.refresh_token = tokens.get("refresh_token") or self.creds.refresh_token
         self._remember()
@@ -262,10 +281,10 @@ class Client:
 
     def signup(self, name: str, username: str, email: str, password: str) -> dict[str, Any]:
         body = {"name": name, "username": username, "email": email, "password": password}
-        return self.request("POST", "/users", body, auth=False)
+        return self._object("POST", "/users", body, auth=False)
 
     def login(self, email: str, password: str) -> dict[str, Any]:
-        body = self.request(
+        body = self._object(
             "POST", "/sessions", {"email": email, "password": password, "include_refresh_token": True}, auth=False
         )
         self.creds.email = email
@@ -281,7 +300,7 @@ class Client:
             self._remember()
 
     def create_api_key(self, name: str | None = None) -> dict[str, Any]:
-        return self.request("POST", "/apikeys", {"name": name} if name else {})
+        return self._object("POST", "/apikeys", {"name": name} if name else {})
 
     def list_api_keys(self) -> Any:
         return self.request("GET", "/apikeys")
@@ -293,12 +312,13 @@ class Client:
 
     def create_upload(self, path: Path, media_type: str, mime: str) -> dict[str, Any]:
         body = {"file_name": path.name, "file_type": media_type, "mime_type": mime, "size_bytes": path.stat().st_size}
-        return self.request("POST", "/media/upload", body)
+        return self._object("POST", "/media/upload", body)
 
     def put_file(self, upload: dict[str, Any], path: Path, progress: bool = False) -> None:
         """Send the file to the presigned URL (PUT, POST form or multipart parts) with a progress bar."""
         size = path.stat().st_size
-        target = upload.get("upload") if isinstance(upload.get("upload"), dict) else upload
+        nested = upload.get("upload")
+        target: dict[str, Any] = nested if isinstance(nested, dict) else upload
         if isinstance(target.get("multipart"), dict):
             self._put_parts(target, path, progress)
             return
@@ -356,10 +376,10 @@ class Client:
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         body = {"upload_id": upload_id, "job_type": job_type, "operations": operations}
-        return self.request("POST", "/media/process", body, headers=headers)
+        return self._object("POST", "/media/process", body, headers=headers)
 
     def status(self, job_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/media/status/{job_id}")
+        return self._object("GET", f"/media/status/{job_id}")
 
     def jobs(self, status: str | None = None, limit: int | None = None) -> Any:
         query = {k: v for k, v in (("status", status), ("limit", limit)) if v}
@@ -367,10 +387,10 @@ class Client:
         return self.request("GET", f"/media/jobs{suffix}")
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self.request("POST", f"/media/jobs/{job_id}/cancel")
+        return self._object("POST", f"/media/jobs/{job_id}/cancel")
 
     def download_info(self, job_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/media/download/{job_id}")
+        return self._object("GET", f"/media/download/{job_id}")
 
     def wait(
         self, job_id: str, progress: bool = False, timeout_s: float = 3600, interval_s: float = 0.5
@@ -417,7 +437,7 @@ class Client:
             bar.set_postfix_str(f"{len(saved)} files")
         return saved
 
-    def _save(self, url: str, target: Path, relative: str, bar: Any) -> Path:
+    def _save(self, url: str, target: Path, relative: str, bar: Bar) -> Path:
         dest = (target / relative).resolve()
         if target not in dest.parents:  # never write outside the job's folder
             raise ApiError(0, "BAD_RESPONSE", f"refusing to write outside {target}: {relative}")
@@ -439,7 +459,7 @@ class Client:
             raise _error_from_response(response)
         return response.text
 
-    def _download_segments(self, playback_url: str, master: Path, target: Path, bar: Any) -> list[Path]:
+    def _download_segments(self, playback_url: str, master: Path, target: Path, bar: Bar) -> list[Path]:
         """Pair each playlist's URIs on disk (relative) with the playback ones (signed), by position."""
         saved: list[Path] = []
         served_master = self._playlist(playback_url)

@@ -67,7 +67,10 @@ def probe_hls(master: Path) -> dict[str, Any]:
     )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"the downloaded HLS does not play: {proc.stderr[-800:]}")
-    return json.loads(proc.stdout)
+    probed = json.loads(proc.stdout)
+    if not isinstance(probed, dict):
+        raise RuntimeError(f"ffprobe printed no JSON object: {proc.stdout[:200]}")
+    return probed
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO, Any
 
 from runtime.shared.settings import tool_settings
 
@@ -95,8 +96,25 @@ def engine_env() -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF") or str(containers_conf())}
 
 
-def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=True, text=True, env=engine_env(), **kwargs)  # type: ignore[call-overload]
+def run(
+    argv: list[str],
+    *,
+    cwd: Path | None = None,
+    stdin: IO[Any] | None = None,
+    stdout: int | None = None,
+    capture_output: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """The container engine, checked, as text, with :func:`engine_env`."""
+    return subprocess.run(
+        argv,
+        check=True,
+        text=True,
+        env=engine_env(),
+        cwd=cwd,
+        stdin=stdin,
+        stdout=stdout,
+        capture_output=capture_output,
+    )
 
 
 def image_exists(eng: str, ref: str) -> bool:

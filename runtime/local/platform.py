@@ -33,12 +33,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from runtime.local.postgres import PostgresServer, free_port, hold_port
 from runtime.local.processes import command_line, wait_gone
 from runtime.local.seaweed import STOP_TIMEOUT_SECONDS, SeaweedServer, provision_buckets, provision_queues
 from runtime.shared.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from runtime.local.dispatch_loop import LocalDispatcher
 
 log = logging.getLogger("transcodex.local")
 
@@ -140,6 +143,13 @@ def postmaster_pid(server: PostgresServer) -> int | None:
         return None
 
 
+def _cmdline(proc: subprocess.Popen[bytes]) -> str:
+    """The command line recorded for a child, as :func:`command_line` will read it back (spawn
+    passes a list; a string would be one argument, not one per character)."""
+    args = proc.args
+    return " ".join(map(str, args)) if isinstance(args, list | tuple) else str(args)
+
+
 def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
     args = command_line(pid) or []
     return any(flag == "-D" and value == str(pgdata) for flag, value in itertools.pairwise(args))
@@ -223,7 +233,7 @@ class Platform:
         self._lock_file: IO[str] | None = None
         self._sink: LogSink | None = None
         self._log_handler: logging.Handler | None = None
-        self.dispatcher: Any = None
+        self.dispatcher: LocalDispatcher | None = None
         self._postmaster_pid: int | None = None
         self.crashed: str | None = None
 
@@ -239,9 +249,10 @@ class Platform:
 
     def _read_state(self) -> dict[str, Any]:
         try:
-            return json.loads(self.state_path.read_text())
+            state = json.loads(self.state_path.read_text())
         except (OSError, ValueError):
             return {}
+        return state if isinstance(state, dict) else {}  # a damaged file is no state either
 
     def _write_state(self, **values: Any) -> None:
         state = {**self._read_state(), **values}
@@ -320,9 +331,7 @@ class Platform:
         assert proc.stdout is not None
         self._sink.pump(name, proc.stdout, skip)
         self.children[name] = proc
-        self._write_state(
-            children={n: {"pid": p.pid, "cmdline": " ".join(map(str, p.args))} for n, p in self.children.items()}
-        )
+        self._write_state(children={n: {"pid": p.pid, "cmdline": _cmdline(p)} for n, p in self.children.items()})
         return proc
 
     def start(self) -> str:
@@ -420,7 +429,7 @@ class Platform:
         )
 
         # the dispatcher; its workers act with the worker's S3 identity
-        from runtime.local.dispatch_loop import LocalDispatcher
+        from runtime.local.dispatch_loop import DEFAULT_WORKER_MODE, LocalDispatcher
 
         self.dispatcher = LocalDispatcher(
             self.settings,
@@ -428,7 +437,7 @@ class Platform:
             log_path=self.log_path,
             env=self._env_as("worker"),
             worker_image=self.worker_image,
-            **({"worker_mode": self.worker_mode} if self.worker_mode else {}),
+            worker_mode=self.worker_mode or DEFAULT_WORKER_MODE,
         )
         requeued = self.dispatcher.recover()
         log.info("jobs recovered", extra=requeued)

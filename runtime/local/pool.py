@@ -312,7 +312,7 @@ class WorkerPool:
 
 
 def _backoff(failures: int) -> float:
-    return min(RESTART_BACKOFF_MAX_SECONDS, RESTART_BACKOFF_SECONDS * 2 ** max(0, failures - 1))
+    return min(RESTART_BACKOFF_MAX_SECONDS, RESTART_BACKOFF_SECONDS * 2.0 ** max(0, failures - 1))
 
 
 def _end(process: subprocess.Popen[bytes], grace_seconds: float) -> None:

@@ -115,11 +115,11 @@ class PostgresServer:
     def _as_root(self) -> bool:
         return os.geteuid() == 0
 
-    def _run(self, *args: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
         if self._as_root:
             cmd = ["runuser", "-u", self.os_user, "--", *cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         if check and proc.returncode != 0:
             raise PostgresError(f"{args[0]} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
         return proc

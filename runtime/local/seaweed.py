@@ -27,7 +27,12 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CORSRuleTypeDef
+    from mypy_boto3_sqs import SQSClient
 
 #: Bucket-level actions per component, in SeaweedFS's terms (``Read``, ``Write``, ``List``,
 #: ``Tagging``, ``Admin``), as ``{bucket role: actions}``; mirrors the components' IAM grants.
@@ -223,7 +228,7 @@ class SeaweedServer:
             time.sleep(0.2)
         raise SeaweedError(f"SeaweedFS S3 did not answer on {self.endpoint} within {timeout_s:.0f}s: {last}")
 
-    def client(self, identity: str = "admin") -> Any:
+    def client(self, identity: str = "admin") -> S3Client:
         """A boto3 S3 client for one identity (tests and provisioning; the runtime uses aws.client)."""
         import boto3
         from botocore.config import Config
@@ -259,7 +264,7 @@ class SeaweedServer:
 
 
 #: CORS for browser players and uploads on another origin (playlists, segments, presigned PUTs).
-BROWSER_CORS: dict[str, Any] = {
+BROWSER_CORS: CORSRuleTypeDef = {
     "AllowedMethods": ["GET", "HEAD", "PUT", "POST"],
     "AllowedOrigins": ["*"],
     "AllowedHeaders": ["*"],
@@ -268,7 +273,7 @@ BROWSER_CORS: dict[str, Any] = {
 }
 
 
-def provision_buckets(s3: Any, buckets: Iterable[str], cors: Mapping[str, Any] | None = BROWSER_CORS) -> None:
+def provision_buckets(s3: S3Client, buckets: Iterable[str], cors: CORSRuleTypeDef | None = BROWSER_CORS) -> None:
     """Create ``buckets`` (idempotent) with CORS; shared by the tests and the local platform."""
     for bucket in buckets:
         try:
@@ -278,10 +283,10 @@ def provision_buckets(s3: Any, buckets: Iterable[str], cors: Mapping[str, Any] |
         except s3.exceptions.BucketAlreadyExists:
             pass
         if cors is not None:
-            s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [dict(cors)]})
+            s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [cors]})
 
 
-def delete_buckets(s3: Any, buckets: Iterable[str]) -> None:
+def delete_buckets(s3: S3Client, buckets: Iterable[str]) -> None:
     """Delete ``buckets`` with their objects (missing ones are skipped), so that a test session
     creating fresh buckets per test holds only the volumes of the buckets still in use."""
     for bucket in buckets:
@@ -290,7 +295,7 @@ def delete_buckets(s3: Any, buckets: Iterable[str]) -> None:
 
 
 def provision_queues(
-    sqs: Any, queue_name: str, dlq_name: str, max_receive_count: int, visibility_timeout_s: int = 30
+    sqs: SQSClient, queue_name: str, dlq_name: str, max_receive_count: int, visibility_timeout_s: int = 30
 ) -> tuple[str, str]:
     """The job queue with its dead-letter queue wired; returns ``(queue_url, dlq_url)``."""
     dlq_url = sqs.create_queue(QueueName=dlq_name)["QueueUrl"]

@@ -1,9 +1,11 @@
-"""HLS playlists, in one place: read master and media playlists, write a master, list and
-rewrite the URIs a playlist references.
+"""HLS playlists, in one place: read master and media playlists, write a master and a media
+playlist (the worker's I-frame playlists), list and rewrite the URIs a playlist references.
 
 Built on the maintained ``m3u8`` parser (RFC 8216), so the worker (which writes ladders), the
 API's playback (which rewrites them with signed URLs) and the local client (which downloads
-them) read playlists the same way. A master here has video variants (``EXT-X-STREAM-INF``),
+them) read playlists the same way; no other module imports ``m3u8`` or spells a tag
+(tests/unit/test_hls_owner.py). ``m3u8`` has no type hints: its objects stay inside this
+module, which hands out the frozen dataclasses below. A master here has video variants (``EXT-X-STREAM-INF``),
 audio renditions shared by every variant (``EXT-X-MEDIA:TYPE=AUDIO``, one group) and I-frame
 playlists (``EXT-X-I-FRAME-STREAM-INF``).
 """
@@ -20,10 +22,26 @@ import m3u8
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
+_BYTERANGE = re.compile(r"(\d+)(?:@(\d+))?")
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """``EXT-X-BYTERANGE``: ``length`` bytes at ``offset``; no offset means right after the
+    previous sub-range of the same resource (RFC 8216 4.3.2.2)."""
+
+    length: int
+    offset: int | None = None
+
+    def __str__(self) -> str:
+        return str(self.length) if self.offset is None else f"{self.length}@{self.offset}"
+
+
 @dataclass(frozen=True)
 class Segment:
     uri: str
     duration: float
+    byterange: ByteRange | None = None
 
 
 @dataclass(frozen=True)
@@ -32,10 +50,27 @@ class MediaPlaylist:
     segments: tuple[Segment, ...]
     map_uri: str | None
     ended: bool
+    version: int = 1
+    #: ``EXT-X-I-FRAMES-ONLY``: each segment (a byte range) is one I-frame.
+    i_frames_only: bool = False
+    #: ``EXT-X-PLAYLIST-TYPE`` (``VOD``, ``EVENT``) or None.
+    playlist_type: str | None = None
 
     @property
     def duration(self) -> float:
         return sum(s.duration for s in self.segments)
+
+
+def _byterange(value: object) -> ByteRange | None:
+    """m3u8 keeps EXT-X-BYTERANGE as its text; None when absent or not ``n[@o]``."""
+    match = _BYTERANGE.fullmatch(str(value or ""))
+    if match is None:
+        return None
+    return ByteRange(int(match.group(1)), int(match.group(2)) if match.group(2) is not None else None)
+
+
+def _optional_resolution(width: int, height: int) -> tuple[int, int] | None:
+    return (width, height) if width or height else None
 
 
 @dataclass(frozen=True)
@@ -50,6 +85,11 @@ class Variant:
     average_bandwidth: int | None = None
     frame_rate: float | None = None
     audio_group: str | None = None
+
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        """(width, height), or None when the playlist gives no RESOLUTION."""
+        return _optional_resolution(self.width, self.height)
 
 
 @dataclass(frozen=True)
@@ -75,6 +115,11 @@ class IFrameStream:
     codecs: str
     bandwidth: int
     average_bandwidth: int | None = None
+
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        """(width, height), or None when the playlist gives no RESOLUTION."""
+        return _optional_resolution(self.width, self.height)
 
 
 @dataclass(frozen=True)
@@ -123,10 +168,34 @@ def parse_media(text: str) -> MediaPlaylist:
     playlist = _load(text)
     if playlist.is_variant:
         raise ValueError("expected a media playlist, got a master playlist")
-    segments = tuple(Segment(str(s.uri), float(s.duration or 0.0)) for s in playlist.segments)
+    segments = tuple(Segment(str(s.uri), float(s.duration or 0.0), _byterange(s.byterange)) for s in playlist.segments)
     init = next((s.init_section for s in playlist.segments if s.init_section is not None), None)
     map_uri = init.uri if init is not None else (playlist.segment_map[0].uri if playlist.segment_map else None)
-    return MediaPlaylist(int(playlist.target_duration or 0), segments, map_uri, bool(playlist.is_endlist))
+    return MediaPlaylist(
+        int(playlist.target_duration or 0),
+        segments,
+        None if map_uri is None else str(map_uri),
+        bool(playlist.is_endlist),
+        int(playlist.version or 1),
+        bool(playlist.is_i_frames_only),
+        str(playlist.playlist_type).upper() if playlist.playlist_type else None,
+    )
+
+
+def write_media(playlist: MediaPlaylist) -> str:
+    """A media playlist's text: EXTINF with microseconds, one ``EXT-X-MAP`` before the first
+    segment when ``map_uri`` is set, URIs as given (relative to the playlist's folder)."""
+    out = m3u8.M3U8()
+    out.version = playlist.version
+    out.target_duration = playlist.target_duration
+    out.playlist_type = playlist.playlist_type
+    out.is_i_frames_only = playlist.i_frames_only
+    out.is_endlist = playlist.ended
+    init = {"uri": playlist.map_uri} if playlist.map_uri else None  # m3u8 writes it once, before the first
+    for s in playlist.segments:
+        byterange = None if s.byterange is None else str(s.byterange)
+        out.add_segment(m3u8.Segment(uri=s.uri, duration=s.duration, byterange=byterange, init_section=init))
+    return str(out.dumps(infspec="microseconds"))
 
 
 def _resolution(value: tuple[int, int] | None) -> tuple[int, int]:

@@ -4,6 +4,9 @@ ffmpeg writes ``key=value`` progress blocks to stdout (``-progress pipe:1 -nosta
 reader thread queues them so the supervising loop wakes at least every ``poll`` seconds even
 when ffmpeg is silent, and can terminate it on cancel or timeout. stderr goes to a file (never
 a pipe nobody reads, which would block ffmpeg once full) and its tail explains failures.
+
+:func:`probe` is ffmpeg-python's ffprobe call behind a typed signature (the library has no
+type hints), so its answer enters the worker as a JSON object, not as ``Any``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import ffmpeg
 
 from runtime.shared.status import ErrorCode
 from runtime.worker.errors import JobFailure
@@ -28,6 +34,15 @@ ProgressHook = Callable[[float], None]
 class FfmpegResult:
     returncode: int
     stderr: str
+
+
+def probe(target: str, cmd: str = "ffprobe", **options: str) -> dict[str, Any]:
+    """ffprobe's ``-show_format -show_streams`` JSON for ``target`` (``options`` are ffprobe
+    flags); raises ffmpeg.Error when ffprobe fails or prints something else than an object."""
+    data = ffmpeg.probe(target, cmd=cmd, **options)
+    if not isinstance(data, dict):
+        raise ffmpeg.Error(cmd, b"", b"ffprobe printed no JSON object")
+    return data
 
 
 def parse_progress_line(line: str) -> float | None:

@@ -142,21 +142,16 @@ def keyframes(rendition: Rendition, probed: Probe, stream: int) -> list[IFrame]:
 def render(rendition: Rendition, frames: list[IFrame]) -> str:
     """The I-frame media playlist (URIs as in the variant playlist: it lives in the same folder)."""
     fragmented = rendition.init_uri is not None
-    version = max(5 if fragmented else 4, int(rendition.playlist.version or 0))
-    lines = [
-        "#EXTM3U",
-        f"#EXT-X-VERSION:{version}",
-        f"#EXT-X-TARGETDURATION:{max(1, math.ceil(max(f.duration for f in frames) - 1e-6))}",
-        "#EXT-X-MEDIA-SEQUENCE:0",
-        "#EXT-X-PLAYLIST-TYPE:VOD",
-        "#EXT-X-I-FRAMES-ONLY",
-    ]
-    if fragmented:
-        lines.append(f'#EXT-X-MAP:URI="{rendition.init_uri}"')
-    for f in frames:
-        lines += [f"#EXTINF:{f.duration:.6f},", f"#EXT-X-BYTERANGE:{f.length}@{f.offset}", f.uri]
-    lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
+    playlist = hls.MediaPlaylist(
+        target_duration=max(1, math.ceil(max(f.duration for f in frames) - 1e-6)),
+        segments=tuple(hls.Segment(f.uri, f.duration, hls.ByteRange(f.length, f.offset)) for f in frames),
+        map_uri=rendition.init_uri,
+        ended=True,
+        version=max(5 if fragmented else 4, rendition.playlist.version),
+        i_frames_only=True,
+        playlist_type="VOD",
+    )
+    return hls.write_media(playlist)
 
 
 def box_offsets(path: Path, kind: bytes) -> list[int]:

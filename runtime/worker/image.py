@@ -104,6 +104,11 @@ class ImageResult:
     bytes: int
 
 
+def size(image: pyvips.Image) -> tuple[int, int]:
+    """(width, height) of a libvips image as ints (pyvips has no type hints: its images are Any)."""
+    return int(image.width), int(image.height)
+
+
 def load(path: Path, fmt: MediaFormat, **options: Any) -> pyvips.Image:
     """Open ``path`` with ``fmt``'s loader only (never libvips' own guess)."""
     return getattr(pyvips.Image, fmt.reader)(str(path), **options)
@@ -130,7 +135,7 @@ def read_header(path: Path, limits: Limits) -> ImageHeader:
         and image.get("heif-compression") == "av1"
     ):
         writable = "avif"
-    header = ImageHeader(image.width, image.height, loader, int(orientation), writable, fmt)
+    header = ImageHeader(*size(image), loader, int(orientation), writable, fmt)
     if header.pixels > limits.max_image_pixels:
         raise JobFailure(
             ErrorCode.LIMIT_EXCEEDED,
@@ -312,10 +317,11 @@ def process_image(
     header = read_header(source, limits)
     try:
         image, ctx = build_pipeline(source, spec, header)
-        if image.width * image.height > limits.max_image_pixels:  # known before any pixel is computed
+        width, height = size(image)
+        if width * height > limits.max_image_pixels:  # known before any pixel is computed
             raise JobFailure(
                 ErrorCode.LIMIT_EXCEEDED,
-                f"the result would be {image.width}x{image.height} = {image.width * image.height:,} pixels; "
+                f"the result would be {width}x{height} = {width * height:,} pixels; "
                 f"the limit is {limits.max_image_pixels:,}",
             )
         fmt = ctx.output_format or header.writable_format or "jpeg"
@@ -330,7 +336,7 @@ def process_image(
                 stop.append(JobFailure(ErrorCode.TIMEOUT, "processing took longer than the worker's time limit"))
             elif on_progress is not None:
                 try:
-                    on_progress(progress.percent / 100)
+                    on_progress(float(progress.percent) / 100)
                 except Cancelled as err:
                     stop.append(err)
             if stop:
@@ -346,7 +352,7 @@ def process_image(
     if stop:
         raise stop[0]
     written = pyvips.Image.new_from_file(str(target))
-    return ImageResult(target, fmt, mime, written.width, written.height, target.stat().st_size)
+    return ImageResult(target, fmt, mime, *size(written), target.stat().st_size)
 
 
 def _classify(err: pyvips.Error) -> JobFailure:

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import ffmpeg
-import m3u8
 
+from runtime.shared import hls as playlists
 from runtime.shared.status import ErrorCode
-from runtime.worker import hls, renditions, sandbox
+from runtime.worker import ffmpeg_run, hls, renditions, sandbox
 from runtime.worker.errors import JobFailure
 from runtime.worker.renditions import Probe, Rendition, RenditionError
 
@@ -74,42 +74,41 @@ def check_ladder(master_path: Path, source: Path, threads: int = 1, deadline: fl
 def ladder_problems(master_path: Path, source: Path, threads: int = 1, deadline: float | None = None) -> list[str]:
     """Everything wrong with the ladder, each naming the rendition; empty when it is sound."""
     try:
-        master = m3u8.loads(master_path.read_text())
+        master = playlists.parse_master(master_path.read_text())
     except (OSError, ValueError) as err:
         return [f"master.m3u8 cannot be read: {err}"]
-    if not master.is_variant or not master.playlists:
+    if not master.variants:
         return ["master.m3u8 lists no variants"]
     folder = master_path.parent
     durations = _source_durations(source)
     groups: dict[str, list[_Checked]] = {}
     problems: list[str] = []
-    for media in master.media:
-        if media.type != "AUDIO" or not media.uri:
-            continue
+    for media in master.audio:
         label = f"audio rendition {media.uri} ({media.group_id}/{media.name or media.language or '?'})"
         checked = _check_rendition(label, folder, media.uri, durations, threads, deadline)
-        groups.setdefault(str(media.group_id), []).append(checked)
+        groups.setdefault(media.group_id, []).append(checked)
         problems += checked.problems
     by_folder: dict[str, _Checked] = {}
-    for variant in master.playlists:
-        info = variant.stream_info
+    for variant in master.variants:
         checked = _check_rendition(variant.uri, folder, variant.uri, durations, threads, deadline)
         problems += checked.problems
         if checked.probe is None:
             continue
         by_folder[posixpath.dirname(variant.uri)] = checked
-        group = groups.get(str(info.audio), []) if info.audio else []
-        if info.audio and info.audio not in {m.group_id for m in master.media if m.type == "AUDIO"}:
-            problems.append(f'{variant.uri}: AUDIO="{info.audio}" names no EXT-X-MEDIA group')
-        problems += _codec_problems(variant.uri, info.codecs, checked, group)
-        problems += _resolution_problems(variant.uri, info.resolution, checked.probe)
+        audio = variant.audio_group
+        group = groups.get(audio, []) if audio else []
+        if audio and audio not in groups:
+            problems.append(f'{variant.uri}: AUDIO="{audio}" names no EXT-X-MEDIA group')
+        problems += _codec_problems(variant.uri, variant.codecs, checked, group)
+        problems += _resolution_problems(variant.uri, variant.resolution, checked.probe)
         needed = checked.peak + max((g.peak for g in group), default=0)
-        if info.bandwidth is None or int(info.bandwidth) < needed:
+        if variant.bandwidth < needed:
             with_audio = " with its audio group" if group else ""
             problems.append(
-                f"{variant.uri}: BANDWIDTH={info.bandwidth} is below its measured peak{with_audio} of {needed} b/s"
+                f"{variant.uri}: BANDWIDTH={variant.bandwidth or None} is below its measured peak{with_audio}"
+                f" of {needed} b/s"
             )
-    for iframe in master.iframe_playlists:
+    for iframe in master.iframes:
         problems += _iframe_problems(folder, iframe, by_folder.get(posixpath.dirname(iframe.uri)))
     return problems
 
@@ -125,7 +124,7 @@ def _check_rendition(
         checked.problems.append(f"{name}: {err}")
         return checked
     checked.rendition, checked.probe = rendition, probed
-    if not rendition.playlist.is_endlist:
+    if not rendition.playlist.ended:
         checked.problems.append(f"{name}: the playlist has no EXT-X-ENDLIST (a VOD ladder must be complete)")
     checked.peak = hls.measure(rendition.playlist_path)[0]
     kinds = {s.get("codec_type") for s in probed.streams}
@@ -210,34 +209,38 @@ def _res(resolution: tuple[int, int] | None) -> str:
     return "x".join(str(v) for v in resolution) if resolution else "none"
 
 
-def _iframe_problems(folder: Path, iframe: Any, variant: _Checked | None) -> list[str]:
-    name = str(iframe.uri)
+def _iframe_problems(folder: Path, iframe: playlists.IFrameStream, variant: _Checked | None) -> list[str]:
+    name = iframe.uri
     path = folder / name
     if not path.is_file():
         return [f"{name}: is missing"]
-    playlist = m3u8.loads(path.read_text())
-    if not playlist.is_i_frames_only:
+    try:
+        playlist = playlists.parse_media(path.read_text())
+    except ValueError as err:
+        return [f"{name}: {err}"]
+    if not playlist.i_frames_only:
         return [f"{name}: lacks EXT-X-I-FRAMES-ONLY"]
     if not playlist.segments:
         return [f"{name}: lists no I-frames"]
     problems = []
     rates = []
     for seg in playlist.segments:
-        match = re.fullmatch(r"(\d+)@(\d+)", str(seg.byterange or ""))
-        target = path.parent / str(seg.uri)
-        if match is None or not target.is_file():
+        byterange = seg.byterange
+        target = path.parent / seg.uri
+        if byterange is None or byterange.offset is None or not target.is_file():
             problems.append(f"{name}: entry {seg.uri} needs a file and a LENGTH@OFFSET byte range")
             continue
-        length, offset = int(match.group(1)), int(match.group(2))
+        length, offset = byterange.length, byterange.offset
         if length <= 0 or offset + length > target.stat().st_size:
             problems.append(f"{name}: byte range {length}@{offset} lies outside {seg.uri}")
         if seg.duration:
-            rates.append(length * 8 / float(seg.duration))
-    info = iframe.iframe_stream_info
-    if rates and (info.bandwidth is None or int(info.bandwidth) < max(rates)):
-        problems.append(f"{name}: BANDWIDTH={info.bandwidth} is below its measured peak of {int(max(rates))} b/s")
+            rates.append(length * 8 / seg.duration)
+    if rates and iframe.bandwidth < max(rates):
+        problems.append(
+            f"{name}: BANDWIDTH={iframe.bandwidth or None} is below its measured peak of {int(max(rates))} b/s"
+        )
     if variant is not None and variant.probe is not None:
-        problems += _resolution_problems(name, info.resolution, variant.probe)
+        problems += _resolution_problems(name, iframe.resolution, variant.probe)
     return problems
 
 
@@ -246,7 +249,7 @@ def _source_durations(source: Path) -> dict[str, list[float]]:
     stream's own duration may be missing or differ from the timeline ffmpeg actually reads."""
     try:
         options = sandbox.ffmpeg_input_options(sandbox.video_format(source))
-        data = ffmpeg.probe(str(source), cmd=renditions.FFPROBE, **options)
+        data = ffmpeg_run.probe(str(source), cmd=renditions.FFPROBE, **options)
     except (ffmpeg.Error, JobFailure):
         return {}
     overall = _seconds(data.get("format", {}).get("duration"))

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import m3u8
-
+from runtime.shared import hls as playlists
 from runtime.worker import hls
 
 FFPROBE = "ffprobe"
@@ -60,7 +59,7 @@ class Probe:
 @dataclass(frozen=True)
 class Rendition:
     playlist_path: Path
-    playlist: m3u8.M3U8
+    playlist: playlists.MediaPlaylist
     init_uri: str | None
     init_size: int
     segments: tuple[SegmentFile, ...]
@@ -91,13 +90,12 @@ def load(playlist_path: Path) -> Rendition:
     """Read a media playlist and stat every file it names; RenditionError when one is missing."""
     if not playlist_path.is_file():
         raise RenditionError(f"{playlist_path.name} is missing")
-    playlist = m3u8.loads(playlist_path.read_text(), uri=str(playlist_path))
+    try:
+        playlist = playlists.parse_media(playlist_path.read_text())
+    except ValueError as err:
+        raise RenditionError(f"{playlist_path.name}: {err}") from err
     folder = playlist_path.parent
-    init_uri = None
-    if playlist.segment_map:
-        init_uri = playlist.segment_map[0].uri
-    elif playlist.segments and playlist.segments[0].init_section is not None:
-        init_uri = playlist.segments[0].init_section.uri
+    init_uri = playlist.map_uri
     init_size = 0
     if init_uri:
         init_size = _size(folder, init_uri)
@@ -107,7 +105,7 @@ def load(playlist_path: Path) -> Rendition:
         if not seg.uri or "://" in seg.uri or seg.uri.startswith("/"):
             raise RenditionError(f"segment URI {seg.uri!r} must be a relative file name")
         size = _size(folder, seg.uri)
-        segments.append(SegmentFile(seg.uri, folder / seg.uri, float(seg.duration or 0.0), offset, size))
+        segments.append(SegmentFile(seg.uri, folder / seg.uri, seg.duration, offset, size))
         offset += size
     if not segments:
         raise RenditionError("the playlist lists no segments")

@@ -35,13 +35,16 @@ from runtime.shared.contract import MediaFormat, OperationModel, Poster, Transco
 from runtime.shared.repo.outputs import OutputRole
 from runtime.shared.settings import Limits
 from runtime.shared.status import ErrorCode
-from runtime.worker import hls, sandbox
+from runtime.worker import ffmpeg_run, hls, sandbox
 from runtime.worker.errors import JobFailure
 from runtime.worker.ffmpeg_run import run_ffmpeg
 from runtime.worker.outputs import LocalOutput
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
+#: A stream or output node of an ffmpeg-python graph. The library has no type hints, so a node
+#: is Any; :func:`_command` turns the finished graph into a typed argument list.
+FfmpegNode = Any
 #: libx264 speed/quality trade-off for every encode (veryfast: ~2x faster than fast, small loss).
 PRESET = "veryfast"
 CRF = 23
@@ -157,7 +160,7 @@ def probe(path: Path, *, head: bytes | None = None, protocols: str = sandbox.PRO
     with its leading bytes (``head``) and :data:`sandbox.REMOTE_PROTOCOLS`."""
     container = sandbox.video_format(path, head)
     try:
-        data = ffmpeg.probe(str(path), cmd=FFPROBE, **sandbox.ffmpeg_input_options(container, protocols))
+        data = ffmpeg_run.probe(str(path), cmd=FFPROBE, **sandbox.ffmpeg_input_options(container, protocols))
     except ffmpeg.Error as err:
         detail = (err.stderr or b"").decode(errors="replace").strip().splitlines()
         raise JobFailure(
@@ -366,7 +369,7 @@ def _source_matrix(info: VideoInfo) -> str:
     return "bt709" if min(info.display_size) >= 720 else "smpte170m"
 
 
-def prepared_video(stream: Any, info: VideoInfo, prep: Prepared) -> Any:
+def prepared_video(stream: FfmpegNode, info: VideoInfo, prep: Prepared) -> FfmpegNode:
     """The source's video made ready for every output: progressive, constant rate, SDR."""
     if prep.deinterlace:
         stream = stream.filter("bwdif", mode="send_field", parity=prep.deinterlace, deint="all")
@@ -433,13 +436,15 @@ def _is_half(size: tuple[int, int], of: tuple[int, int]) -> bool:
     return abs(of[0] - 2 * size[0]) <= 2 and abs(of[1] - 2 * size[1]) <= 2
 
 
-def scaled_outputs(stream: Any, info: VideoInfo, prep: Prepared, sizes: list[tuple[int, int]]) -> list[Any]:
+def scaled_outputs(
+    stream: FfmpegNode, info: VideoInfo, prep: Prepared, sizes: list[tuple[int, int]]
+) -> list[FfmpegNode]:
     """One stream per size (largest first), square pixels, 8-bit 4:2:0 BT.709, each scaled as
     :func:`scale_parents` says (bench/ladder.py prints the SSIM per rung this gives)."""
     parents = scale_parents(sizes)
     children = [parents.count(n) for n in range(len(sizes))]
-    feeds: dict[int, list[Any]] = {-1: [stream]}
-    outputs: list[Any] = []
+    feeds: dict[int, list[FfmpegNode]] = {-1: [stream]}
+    outputs: list[FfmpegNode] = []
     for n, (width, height) in enumerate(sizes):
         parent = parents[n]
         options: dict[str, str] = _colour_conversion(info, prep) if parent < 0 else {}
@@ -475,7 +480,7 @@ def _even_within(value: float, limit: int) -> int:
 def peak_kbps(width: int, height: int, fps: float = 30.0) -> int:
     """A per-rung peak bitrate cap for H.264: 5 Mb/s at 1080p30, scaled by pixels^0.75
     (2160p 14.1, 1440p 7.7, 720p 2.7, 480p 1.5, 360p 0.96 Mb/s), +50% above 30 fps."""
-    kbps = 5000 * ((width * height) / (1920 * 1080)) ** 0.75
+    kbps: float = 5000 * ((width * height) / (1920 * 1080)) ** 0.75  # float ** float is typed Any
     if fps > 31:
         kbps *= 1.5
     return max(200, round(kbps / 10) * 10)
@@ -559,13 +564,18 @@ def available_cpus() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def source_input(source: Path, info: VideoInfo, **options: Any) -> Any:
+def source_input(source: Path, info: VideoInfo, **options: Any) -> FfmpegNode:
     """The upload as an ffmpeg input, pinned to its container's demuxer and to local files."""
     container = info.container or sandbox.video_format(source)
     return ffmpeg.input(str(source), **sandbox.ffmpeg_input_options(container), **options)
 
 
-def _global(cmd: Any) -> Any:
+def _command(out: FfmpegNode) -> list[str]:
+    """The ffmpeg argument list of an output node, with the worker's global flags."""
+    return [str(arg) for arg in _global(out).overwrite_output().compile(cmd=FFMPEG)]
+
+
+def _global(cmd: FfmpegNode) -> FfmpegNode:
     return cmd.global_args(
         "-hide_banner",
         "-nostdin",
@@ -614,7 +624,7 @@ def ladder_command(
     fmp4 = op.segment_type == "fmp4"
     inp = source_input(source, info, threads=available_cpus())
     video = prepared_video(inp["v:0"], info, prep)
-    streams: list[Any] = scaled_outputs(video, info, prep, [(r.width, r.height) for r in rungs])
+    streams: list[FfmpegNode] = scaled_outputs(video, info, prep, [(r.width, r.height) for r in rungs])
     group = f",agroup:{AUDIO_GROUP}" if info.audio else ""
     stream_map = [f"v:{i}{group},name:{rung.name}" for i, rung in enumerate(rungs)]
     for n, track in enumerate(info.audio):
@@ -636,7 +646,7 @@ def ladder_command(
     if fmp4:  # in each rendition's folder; "%v" (the folder's name) keeps ffmpeg from numbering it
         options["hls_fmp4_init_filename"] = "init_%v.mp4"
     out = ffmpeg.output(*streams, str(out_dir / "%v" / "index.m3u8"), **options)
-    return list(_global(out).overwrite_output().compile(cmd=FFMPEG))
+    return _command(out)
 
 
 def audio_folder(n: int) -> str:
@@ -660,7 +670,7 @@ def mp4_command(
         "movflags": "+faststart",
         **(_audio_options() if default else {}),
     }
-    return list(_global(ffmpeg.output(*streams, str(target), **options)).overwrite_output().compile(cmd=FFMPEG))
+    return _command(ffmpeg.output(*streams, str(target), **options))
 
 
 def poster_command(
@@ -674,7 +684,7 @@ def poster_command(
     inp = source_input(source, info, ss=f"{at:.3f}")
     [video] = scaled_outputs(prepared_video(inp["v:0"], info, prep), info, prep, [(w, h)])
     out = ffmpeg.output(video, str(target), vframes=1, **{"q:v": 2, "update": 1})
-    return list(_global(out).overwrite_output().compile(cmd=FFMPEG))
+    return _command(out)
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -750,7 +760,7 @@ def _first_media(out_dir: Path, written: _Written) -> str:
 
 
 def _video_codec(media: str) -> str:
-    data = ffmpeg.probe(media, cmd=FFPROBE)
+    data = ffmpeg_run.probe(media, cmd=FFPROBE)
     video = next(s for s in data["streams"] if s.get("codec_type") == "video")
     return hls.avc1_codec(str(video.get("profile", "High")), int(video.get("level", 40)))
 
@@ -868,7 +878,8 @@ def make_poster(
     import pyvips
 
     image = pyvips.Image.new_from_file(str(target))
-    return [LocalOutput(target, "poster.jpg", OutputRole.POSTER, "image/jpeg", image.width, image.height)]
+    width, height = int(image.width), int(image.height)  # pyvips is untyped
+    return [LocalOutput(target, "poster.jpg", OutputRole.POSTER, "image/jpeg", width, height)]
 
 
 @dataclass(frozen=True)

@@ -121,3 +121,60 @@ def test_given_a_media_playlist_when_rewritten_then_relative_uris_change_once_ea
 def test_given_text_that_is_not_a_playlist_when_read_then_value_error(text: str) -> None:
     with pytest.raises(ValueError, match="#EXTM3U"):
         hls.uris(text)
+
+
+IFRAMES = """#EXTM3U
+#EXT-X-VERSION:5
+#EXT-X-TARGETDURATION:3
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXT-X-I-FRAMES-ONLY
+#EXT-X-MAP:URI="init.mp4"
+#EXTINF:2.000000,
+#EXT-X-BYTERANGE:1200@0
+seg_00001.m4s
+#EXTINF:2.500000,
+#EXT-X-BYTERANGE:900@4096
+seg_00002.m4s
+#EXT-X-ENDLIST
+"""
+
+
+def _iframes() -> hls.MediaPlaylist:
+    return hls.MediaPlaylist(
+        target_duration=3,
+        segments=(
+            hls.Segment("seg_00001.m4s", 2.0, hls.ByteRange(1200, 0)),
+            hls.Segment("seg_00002.m4s", 2.5, hls.ByteRange(900, 4096)),
+        ),
+        map_uri="init.mp4",
+        ended=True,
+        version=5,
+        i_frames_only=True,
+        playlist_type="VOD",
+    )
+
+
+def test_given_an_iframe_playlist_when_written_then_rfc8216_text_with_one_map_and_byte_ranges() -> None:
+    assert hls.write_media(_iframes()) == IFRAMES
+
+
+def test_given_an_iframe_playlist_when_parsed_then_byte_ranges_flags_and_version() -> None:
+    assert hls.parse_media(IFRAMES) == _iframes()
+    assert hls.parse_media(MEDIA).segments[0].byterange is None and not hls.parse_media(MEDIA).i_frames_only
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1200@0", hls.ByteRange(1200, 0)), ("75", hls.ByteRange(75))])
+def test_given_a_byterange_with_or_without_offset_when_parsed_then_both_kept(
+    value: str, expected: hls.ByteRange
+) -> None:
+    text = IFRAMES.replace("1200@0", value)
+
+    segment = hls.parse_media(text).segments[0]
+
+    assert segment.byterange == expected and str(segment.byterange) == value
+
+
+def test_given_a_variant_without_resolution_when_parsed_then_resolution_is_none() -> None:
+    master = hls.parse_master('#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS="avc1.42c01e"\nv/index.m3u8\n')
+
+    assert master.variants[0].resolution is None and _master().variants[0].resolution == (640, 360)
