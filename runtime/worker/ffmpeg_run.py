@@ -26,6 +26,10 @@ import ffmpeg
 from runtime.shared.status import ErrorCode
 from runtime.worker.errors import JobFailure
 
+#: The binaries every ffmpeg and ffprobe call runs (on PATH in the worker image and locally).
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
+
 #: progress(seconds of output written) -> None; may raise (Cancelled) to stop ffmpeg.
 ProgressHook = Callable[[float], None]
 
@@ -36,7 +40,7 @@ class FfmpegResult:
     stderr: str
 
 
-def probe(target: str, cmd: str = "ffprobe", **options: str) -> dict[str, Any]:
+def probe(target: str, cmd: str = FFPROBE, **options: str) -> dict[str, Any]:
     """ffprobe's ``-show_format -show_streams`` JSON for ``target`` (``options`` are ffprobe
     flags); raises ffmpeg.Error when ffprobe fails or prints something else than an object."""
     data = ffmpeg.probe(target, cmd=cmd, **options)

@@ -249,7 +249,7 @@ def _source_durations(source: Path) -> dict[str, list[float]]:
     stream's own duration may be missing or differ from the timeline ffmpeg actually reads."""
     try:
         options = sandbox.ffmpeg_input_options(sandbox.video_format(source))
-        data = ffmpeg_run.probe(str(source), cmd=renditions.FFPROBE, **options)
+        data = ffmpeg_run.probe(str(source), **options)
     except (ffmpeg.Error, JobFailure):
         return {}
     overall = _seconds(data.get("format", {}).get("duration"))

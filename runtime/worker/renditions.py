@@ -16,9 +16,7 @@ from typing import Any
 
 from runtime.shared import hls as playlists
 from runtime.worker import hls
-
-FFPROBE = "ffprobe"
-FFMPEG = "ffmpeg"
+from runtime.worker.ffmpeg_run import FFMPEG, FFPROBE
 
 
 class RenditionError(ValueError):

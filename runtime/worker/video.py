@@ -37,11 +37,9 @@ from runtime.shared.settings import Limits
 from runtime.shared.status import ErrorCode
 from runtime.worker import ffmpeg_run, hls, sandbox
 from runtime.worker.errors import JobFailure
-from runtime.worker.ffmpeg_run import run_ffmpeg
+from runtime.worker.ffmpeg_run import FFMPEG, FFPROBE, run_ffmpeg
 from runtime.worker.outputs import LocalOutput
 
-FFMPEG = "ffmpeg"
-FFPROBE = "ffprobe"
 #: A stream or output node of an ffmpeg-python graph. The library has no type hints, so a node
 #: is Any; :func:`_command` turns the finished graph into a typed argument list.
 FfmpegNode = Any
