@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 import zipfile
 from dataclasses import replace
 from typing import Any
@@ -31,12 +32,14 @@ LADDER = {"transcode": [1080, 720, 480, 360]}
 @pytest.fixture()
 def worker_function(ecs_settings: Settings) -> str:
     """A function named like the deployed worker, on moto (its code never runs: Invoke is async)."""
+    # unique per test: the moto server outlives the fixture, and id() of a freed object repeats
+    suffix = uuid.uuid4().hex[:12]
     iam = client("iam", ecs_settings)
-    role = iam.create_role(RoleName=f"worker-fn-{id(ecs_settings)}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    role = iam.create_role(RoleName=f"worker-fn-{suffix}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("h.py", "def handler(event, context):\n    return event\n")
-    name = f"worker-{id(ecs_settings)}"
+    name = f"worker-{suffix}"
     client("lambda", ecs_settings).create_function(
         FunctionName=name, Runtime="python3.12", Role=role, Handler="h.handler", Code={"ZipFile": code.getvalue()}
     )
