@@ -160,7 +160,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path) -> None:
     heights = sorted({s["height"] for s in streams if s.get("codec_type") == "video" and s.get("height")}, reverse=True)
     print(f"   HLS ladder: {', '.join(f'{h}p' for h in heights)}; plays from disk: {summary['hls_master']}")
     print(f"   HLS URL (plays in a browser while the platform runs): {summary['hls_url']}")
-    print(f"   replay it later (same port; the link lasts hours): transcodex local up --data-dir {summary['data_dir']}")
+    print(f"   replay it later (same port; link valid 1 h): transcodex local up --data-dir {summary['data_dir']}")
     print(f"   outputs in {out_dir.resolve()}; took {summary['seconds']:.0f} s")
 
 
