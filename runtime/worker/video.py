@@ -445,10 +445,8 @@ def scaled_outputs(
     outputs: list[FfmpegNode] = []
     for n, (width, height) in enumerate(sizes):
         parent = parents[n]
-        options: dict[str, str] = _colour_conversion(info, prep) if parent < 0 else {}
-        if parent >= 0 and _is_half((width, height), sizes[parent]):
-            options["flags"] = "area"  # an exact 2:1 reduction: average each 2x2 block
-        scaled = feeds[parent].pop().filter("scale", width, height, **options).filter("setsar", 1)
+        scaled = _resize(feeds[parent].pop(), (width, height), sizes[parent] if parent >= 0 else None, info, prep)
+        scaled = scaled.filter("setsar", 1)
         scaled = scaled.filter("format", "yuv420p")
         if children[n]:
             split = scaled.filter_multi_output("split", children[n] + 1)
@@ -457,6 +455,22 @@ def scaled_outputs(
         else:
             outputs.append(scaled)
     return outputs
+
+
+def _resize(
+    stream: FfmpegNode, size: tuple[int, int], parent: tuple[int, int] | None, info: VideoInfo, prep: Prepared
+) -> FfmpegNode:
+    """Scale one rung. From the source: swscale, which also converts the colours (and is a
+    pass-through at the same size). From a rung exactly twice as large: swscale's ``area``
+    (each 2x2 block averaged). From any other rung: ``zscale`` bicubic, which zimg does in
+    ~20% less CPU than swscale's bicubic for the same SSIM (bench/ladder.py); both rungs are
+    already 8-bit 4:2:0 BT.709, so nothing but the size changes."""
+    width, height = size
+    if parent is None:
+        return stream.filter("scale", width, height, **_colour_conversion(info, prep))
+    if _is_half(size, parent):
+        return stream.filter("scale", width, height, flags="area")
+    return stream.filter("zscale", width, height, filter="bicubic")
 
 
 #: output options that tag every video stream SDR BT.709 (what the frames now are)

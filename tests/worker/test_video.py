@@ -158,6 +158,24 @@ def test_given_a_ladder_when_scaling_is_planned_then_each_rung_comes_from_an_exa
     assert scale_parents([(1920, 800), (1280, 534), (638, 266)]) == [-1, 0, 1]
 
 
+def test_given_a_1080p_ladder_when_built_then_rungs_use_swscale_from_source_area_for_halves_zscale_else(
+    clip: Path,
+) -> None:
+    import re
+
+    from runtime.worker.video import ladder_command, prepare
+
+    info = probe(clip)
+    sizes = [(1920, 1080), (1280, 720), (854, 480), (640, 360)]
+    rungs = plan_ladder(1920, 1080, LADDER)
+    assert [(r.width, r.height) for r in rungs] == sizes
+    args = ladder_command(clip, Path("/out"), info, rungs, Transcode(), prepare(info))
+    graph = args[args.index("-filter_complex") + 1]
+    scalers = {f"{w}x{h}": name for name, w, h in re.findall(r"\](z?scale)=(\d+):(\d+)", graph)}
+    assert scalers == {"1920x1080": "scale", "1280x720": "zscale", "854x480": "zscale", "640x360": "scale"}, graph
+    assert "scale=640:360:flags=area" in graph  # 720p halved: a 2x2 box average
+
+
 def test_given_progress_lines_when_parsed_then_seconds_of_output() -> None:
     assert parse_progress_line("out_time_us=1500000\n") == 1.5
     assert parse_progress_line("out_time_ms=2000000") == 2.0
