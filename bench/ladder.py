@@ -15,17 +15,26 @@ H.264 High at 16 Mb/s, AAC stereo. We print wall and CPU time (children of this 
 ratios, the realtime factor (source seconds per wall second), the SSIM of every rung against
 the source (the rung scaled back to 1920x1080, as a player would show it) for ours and for
 the seed's comparable outputs, and what the interlace detector costs on this source.
+
+CPU time on a shared or virtual machine drifts by +-10% from one minute to the next, more
+than the differences we look for. So ``--repeat N`` runs floor and ours N times each,
+alternating which goes first, and prints the median (and range) of the N paired ratios: a
+pair runs within half a minute, so drift cancels in its ratio.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +81,37 @@ def _timed(run: Any) -> tuple[float, float, Any]:
     cpu0, t0 = _children_cpu(), time.perf_counter()
     result = run()
     return time.perf_counter() - t0, _children_cpu() - cpu0, result
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The median of repeated measurements and their range."""
+
+    median: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.median:.2f}x (range {self.low:.2f}-{self.high:.2f})"
+
+
+def spread(values: Sequence[float]) -> Spread:
+    if not values:
+        raise ValueError("no measurements")
+    return Spread(statistics.median(values), min(values), max(values))
+
+
+def paired_ratios(ours: Sequence[float], floor: Sequence[float]) -> list[float]:
+    """ours[i] / floor[i]: each pair ran back to back, so machine drift cancels in it."""
+    if len(ours) != len(floor) or not ours:
+        raise ValueError(f"need as many ours as floor runs, at least one: got {len(ours)} and {len(floor)}")
+    return [o / f for o, f in zip(ours, floor, strict=True)]
+
+
+def run_order(repeat: int) -> list[tuple[str, str]]:
+    """Which of floor and ours runs first in each pair: alternating, so neither always gets
+    the cooler (or warmer) machine."""
+    return [("floor", "ours") if n % 2 == 0 else ("ours", "floor") for n in range(repeat)]
 
 
 def run_ours(source: Path, work: Path) -> tuple[float, float, list[tuple[str, Path, int, int]]]:
@@ -140,25 +180,59 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def main() -> None:
+Times = dict[str, list[tuple[float, float]]]
+
+
+def run_pairs(source: Path, root: Path, scratch: Path, repeat: int) -> tuple[Times, list[tuple[str, Path, int, int]]]:
+    """``repeat`` floor/ours pairs in :func:`run_order`, each printed as it finishes: the
+    (wall, CPU) seconds of every run, and the rungs of the last ours run."""
+    times: Times = {"floor": [], "ours": []}
+    rungs: list[tuple[str, Path, int, int]] = []
+    header = f"{'pair':<6}{'first':<7}{'floor wall':>11}{'floor cpu':>10}"
+    print(f"{header}{'ours wall':>10}{'ours cpu':>9}{'cpu ratio':>10}")
+    for n, order in enumerate(run_order(repeat)):
+        for name in order:
+            if name == "floor":
+                times["floor"].append(run_floor(source, scratch))
+            else:
+                shutil.rmtree(root / "ours", ignore_errors=True)
+                (root / "ours").mkdir()
+                wall, cpu, rungs = run_ours(source, root / "ours")
+                times["ours"].append((wall, cpu))
+        (fw, fc), (ow, oc) = times["floor"][-1], times["ours"][-1]
+        print(f"{n + 1:<6}{order[0]:<7}{fw:>11.1f}{fc:>10.1f}{ow:>10.1f}{oc:>9.1f}{oc / fc:>9.2f}x", flush=True)
+    return times, rungs
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ladder", description=__doc__)
+    parser.add_argument("--repeat", type=int, default=1 if _quick() else 3, help="floor/ours pairs (default 3)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     seconds = 4 if _quick() else 10
     scratch = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
     with tempfile.TemporaryDirectory(prefix="transcodex-bench-") as tmp:
         root = Path(tmp)
         source = make_source(root / "camera_1080p30.mp4", seconds)
         print(f"source: {SOURCE_FILTER}, {seconds} s, H.264 High {SOURCE_BITRATE}b/s + AAC; {os.cpu_count()} CPUs")
-        for name in ("ours", "seed"):
-            (root / name).mkdir()
-        floor_wall, floor_cpu = run_floor(source, scratch)
-        ours_wall, ours_cpu, rungs = run_ours(source, root / "ours")
+        times, rungs = run_pairs(source, root, scratch, args.repeat)
+        (root / "seed").mkdir()
         seed_wall, seed_cpu, seed_out = run_seed(source, root / "seed")
         idet_wall, idet_cpu, _ = _timed(lambda: detect_fields(source))
 
+        floor_wall = statistics.median(w for w, _ in times["floor"])
+        floor_cpu = statistics.median(c for _, c in times["floor"])
+        ours_wall = statistics.median(w for w, _ in times["ours"])
+        ours_cpu = statistics.median(c for _, c in times["ours"])
+        print(f"\nmedians of {args.repeat} run(s)")
         print(f"{'method':<44}{'wall s':>9}{'cpu s':>9}")
         print(f"{'floor: 4 x264 encodes from raw frames':<44}{floor_wall:>9.1f}{floor_cpu:>9.1f}")
         print(f"{'ours: 1 ffmpeg, 4 rungs + 1 audio, HLS':<44}{ours_wall:>9.1f}{ours_cpu:>9.1f}")
-        print(f"{'seed: 4 parallel ffmpeg, MP4':<44}{seed_wall:>9.1f}{seed_cpu:>9.1f}")
-        print(f"ours/floor: wall {ours_wall / floor_wall:.2f}x, CPU {ours_cpu / floor_cpu:.2f}x")
+        print(f"{'seed: 4 parallel ffmpeg, MP4 (1 run)':<44}{seed_wall:>9.1f}{seed_cpu:>9.1f}")
+        wall_ratio = spread(paired_ratios([w for w, _ in times["ours"]], [w for w, _ in times["floor"]]))
+        cpu_ratio = spread(paired_ratios([c for _, c in times["ours"]], [c for _, c in times["floor"]]))
+        print(f"ours/floor (median of paired runs): wall {wall_ratio}, CPU {cpu_ratio}")
         print(f"seed/ours:  wall {seed_wall / ours_wall:.2f}x, CPU {seed_cpu / ours_cpu:.2f}x")
         realtime = f"ours {seconds / ours_wall:.2f}x, floor {seconds / floor_wall:.2f}x"
         print(f"realtime factor (source s / wall s): {realtime}")

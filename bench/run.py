@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import pkgutil
 import sys
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             if entry is None:
                 print(f"bench.{name} has no main() or run(); skipped")
                 continue
-            entry()
+            # a module's own argument parser must not read this runner's command line
+            entry([]) if inspect.signature(entry).parameters else entry()
         except Exception:
             traceback.print_exc()
             failed.append(name)
