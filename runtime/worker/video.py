@@ -103,6 +103,9 @@ class VideoInfo:
     full_range: bool = False
     pix_fmt: str = "yuv420p"
     audio: tuple[AudioTrack, ...] = ()
+    #: the video stream's index among ALL the file's streams: the one probed is the one every
+    #: command maps (``0:{index}``); ``0:v:0`` would take a cover-art picture listed first
+    stream_index: int = 0
     #: the container read from the file's bytes (runtime/worker/sandbox.py); None: sniff again
     container: MediaFormat | None = None
 
@@ -167,7 +170,7 @@ def probe(path: Path, *, head: bytes | None = None, protocols: str = sandbox.PRO
             + (detail[-1][:300] if detail else "ffprobe failed"),
         ) from err
     streams = data.get("streams", [])
-    video = next((s for s in streams if s.get("codec_type") == "video" and not _is_cover_art(s)), None)
+    video = main_video_stream(streams)
     if video is None:
         raise JobFailure(ErrorCode.UNSUPPORTED_FORMAT, "the file has no video stream; upload a video file")
     duration = _float(data.get("format", {}).get("duration")) or _float(video.get("duration"))
@@ -191,12 +194,26 @@ def probe(path: Path, *, head: bytes | None = None, protocols: str = sandbox.PRO
         full_range=video.get("color_range") == "pc" or str(video.get("pix_fmt", "")).startswith("yuvj"),
         pix_fmt=str(video.get("pix_fmt") or "unknown"),
         audio=_audio_tracks([s for s in streams if s.get("codec_type") == "audio"]),
+        stream_index=int(video.get("index") or 0),
         container=container,
     )
 
 
 def _is_cover_art(stream: dict[str, Any]) -> bool:
     return bool(stream.get("disposition", {}).get("attached_pic"))
+
+
+def main_video_stream(streams: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The video stream ffmpeg itself would pick (fftools' automatic mapping): the largest
+    frame, a stream flagged default counting 5 megapixels more; never a cover picture; the
+    first of equals. A still or thumbnail track listed before the film is not the film."""
+    candidates = [s for s in streams if s.get("codec_type") == "video" and not _is_cover_art(s)]
+
+    def score(stream: dict[str, Any]) -> int:
+        area = int(stream.get("width") or 0) * int(stream.get("height") or 0)
+        return area + 5_000_000 * int(bool(stream.get("disposition", {}).get("default")))
+
+    return max(candidates, key=score, default=None)
 
 
 def _float(value: Any) -> float | None:
@@ -301,7 +318,9 @@ def _field_order(path: Path, video: dict[str, Any], container: MediaFormat, prot
     declared = str(video.get("field_order") or "unknown")
     if declared != "unknown":
         return declared
-    tff, bff, progressive = detect_fields(path, container=container, protocols=protocols)
+    tff, bff, progressive = detect_fields(
+        path, container=container, protocols=protocols, stream_index=int(video.get("index") or 0)
+    )
     if tff + bff <= progressive:
         return "progressive"
     return "tt" if tff >= bff else "bb"
@@ -317,11 +336,13 @@ def detect_fields(
     frames: int = IDET_FRAMES,
     container: MediaFormat | None = None,
     protocols: str = sandbox.PROTOCOLS,
+    stream_index: int | None = None,
 ) -> tuple[int, int, int]:
-    """idet's multi-frame counts (top-field-first, bottom-field-first, progressive)."""
+    """idet's multi-frame counts (top-field-first, bottom-field-first, progressive) of the
+    video stream at ``stream_index`` (default: the first that is not a cover picture)."""
     args = [FFMPEG, "-hide_banner", "-nostdin", "-v", "info"]
     args += [*sandbox.ffmpeg_input_args(container or sandbox.video_format(source), protocols), "-i", str(source)]
-    args += ["-map", "0:v:0", "-an", "-sn"]
+    args += ["-map", "0:V:0" if stream_index is None else f"0:{stream_index}", "-an", "-sn"]
     args += ["-frames:v", str(frames), "-vf", "idet", "-f", "null", "-"]
     proc = subprocess.run(
         args,
@@ -582,6 +603,11 @@ def source_input(source: Path, info: VideoInfo, **options: Any) -> FfmpegNode:
     return ffmpeg.input(str(source), **sandbox.ffmpeg_input_options(container), **options)
 
 
+def source_video(inp: FfmpegNode, info: VideoInfo) -> FfmpegNode:
+    """The probed video stream of ``inp`` (by its index in the file, never ``v:0``)."""
+    return inp[str(info.stream_index)]
+
+
 def _command(out: FfmpegNode) -> list[str]:
     """The ffmpeg argument list of an output node, with the worker's global flags."""
     return [str(arg) for arg in _global(out).overwrite_output().compile(cmd=FFMPEG)]
@@ -635,7 +661,7 @@ def ladder_command(
     prep = prep or prepare(info)
     fmp4 = op.segment_type == "fmp4"
     inp = source_input(source, info, threads=available_cpus())
-    video = prepared_video(inp["v:0"], info, prep)
+    video = prepared_video(source_video(inp, info), info, prep)
     streams: list[FfmpegNode] = scaled_outputs(video, info, prep, [(r.width, r.height) for r in rungs])
     group = f",agroup:{AUDIO_GROUP}" if info.audio else ""
     stream_map = [f"v:{i}{group},name:{rung.name}" for i, rung in enumerate(rungs)]
@@ -672,7 +698,7 @@ def mp4_command(
     prep = prep or prepare(info)
     cpus = available_cpus()
     inp = source_input(source, info, threads=cpus)
-    [video] = scaled_outputs(prepared_video(inp["v:0"], info, prep), info, prep, [(width, height)])
+    [video] = scaled_outputs(prepared_video(source_video(inp, info), info, prep), info, prep, [(width, height)])
     default = next((t for t in info.audio if t.default), None)
     streams = [video, inp[f"a:{default.index}"]] if default else [video]
     options: dict[str, Any] = {
@@ -694,7 +720,7 @@ def poster_command(
     w = _even(width) if width else _even(display_w)
     h = _even(w * display_h / display_w)
     inp = source_input(source, info, ss=f"{at:.3f}")
-    [video] = scaled_outputs(prepared_video(inp["v:0"], info, prep), info, prep, [(w, h)])
+    [video] = scaled_outputs(prepared_video(source_video(inp, info), info, prep), info, prep, [(w, h)])
     out = ffmpeg.output(video, str(target), vframes=1, **{"q:v": 2, "update": 1})
     return _command(out)
 

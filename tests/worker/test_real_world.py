@@ -324,3 +324,26 @@ def test_given_subtitles_in_the_file_when_transcoded_then_they_are_left_out(tmp_
     )
     master, streams = _ladder(source, tmp_path)
     assert len(master.variants) == 1 and len(master.audio) == 1 and streams["audio_0"]["codec_type"] == "audio"
+
+
+def test_given_a_still_picture_track_before_the_film_when_transcoded_then_the_film_is_what_plays(
+    tmp_path: Path,
+) -> None:
+    """An MKV whose first video track is a one-frame 300x300 picture: the probe and every
+    ffmpeg command take the same stream, the film (ffmpeg's own choice), never ``0:v:0``."""
+    picture = tmp_path / "picture.png"
+    _run([FFMPEG, "-y", "-v", "error", "-f", "lavfi", "-i", "color=red:size=300x300", "-frames:v", "1", str(picture)])
+    film = _encode(tmp_path / "film.mp4", ["-c:v", "libx264", "-preset", "ultrafast"], ["-c:a", "aac"])
+    source = tmp_path / "picture_first.mkv"
+    remux = ["-map", "0", "-map", "1", "-c", "copy", str(source)]
+    _run([FFMPEG, "-y", "-v", "error", "-i", str(picture), "-i", str(film), *remux])
+    assert [s["codec_name"] for s in ffprobe(source)["streams"]] == ["png", "h264", "aac"]
+    info = probe(source)
+    assert (info.stream_index, info.display_size) == (1, (320, 180))
+    master, streams = _ladder(source, tmp_path / "out")
+    [variant] = master.variants
+    assert (variant.width, variant.height) == (320, 180)
+    stream = streams[variant.uri.split("/")[0]]
+    assert (stream["width"], stream["height"]) == (320, 180)
+    graph = " ".join(video.poster_command(source, tmp_path / "p.jpg", 0.5, None, info))
+    assert "[0:1]" in graph and "0:v:0" not in graph

@@ -149,6 +149,22 @@ def test_given_ffprobe_audio_streams_when_tracks_are_chosen_then_languages_names
     assert [t.default for t in unflagged] == [True, False] and unflagged[1].name == "Japanese"
 
 
+def test_given_several_video_streams_when_the_main_one_is_chosen_then_never_a_cover_and_the_largest_or_default() -> (
+    None
+):
+    from runtime.worker.video import main_video_stream
+
+    cover = {"index": 0, "codec_type": "video", "width": 3000, "height": 3000, "disposition": {"attached_pic": 1}}
+    still = {"index": 1, "codec_type": "video", "width": 300, "height": 300, "disposition": {"default": 0}}
+    film = {"index": 2, "codec_type": "video", "width": 640, "height": 360, "disposition": {"default": 0}}
+    audio = {"index": 3, "codec_type": "audio", "channels": 2}
+    assert main_video_stream([cover, still, film, audio]) is film  # a cover is never the film, the larger wins
+    flagged = {**still, "disposition": {"default": 1}}
+    assert main_video_stream([flagged, film]) is flagged  # the file's own default outweighs a larger frame
+    assert main_video_stream([film, {**film, "index": 4}]) is film  # the first of equals
+    assert main_video_stream([cover, audio]) is None
+
+
 def test_given_a_ladder_when_scaling_is_planned_then_each_rung_comes_from_an_exact_double_or_the_one_above() -> None:
     from runtime.worker.video import scale_parents
 
