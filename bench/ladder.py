@@ -7,6 +7,8 @@ camera-like 1080p30 clip.
   fed frames already decoded and scaled, from memory (raw YUV in /dev/shm, written before
   the clock starts), written nowhere. Nothing the ladder does can cost less than this; ours /
   floor is the price of decoding, scaling, audio and muxing.
+* **inherent**: what the floor leaves out and no ladder can skip: decoding the source once and
+  one AAC encode. ours / (floor + inherent) is what ours could still save by doing less.
 * **seed**: one ffmpeg per resolution (640x360, 1280x720, 1920x1080, 2560x1440) in parallel,
   ``libx264 -preset fast -crf 23`` with AAC 128k, four decodes and an upscale to 1440p.
 
@@ -41,8 +43,10 @@ from typing import Any
 import ffmpeg
 
 from runtime.shared.contract import Transcode
+from runtime.worker.ffmpeg_run import FFMPEG
 from runtime.worker.video import (
-    FFMPEG,
+    AUDIO_KBPS,
+    available_cpus,
     detect_fields,
     ladder_encoder_options,
     plan_ladder,
@@ -147,6 +151,37 @@ def run_floor(source: Path, scratch: Path) -> tuple[float, float]:
     return wall, cpu
 
 
+def run_inherent(source: Path, runs: int = 3) -> tuple[float, float]:
+    """CPU seconds (median of ``runs``) of what no ladder can skip and the floor leaves out:
+    decoding the source's video once, as the ladder's decoder does, and one AAC encode."""
+    base = [FFMPEG, "-v", "error", "-nostdin", "-threads", str(available_cpus()), "-i", str(source)]
+    decode = [*base, "-map", "0:v:0", "-f", "null", "-"]
+    aac = [*base, "-map", "0:a:0", "-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-ac", "2", "-f", "null", "-"]
+
+    def cpu(args: list[str]) -> float:
+        return statistics.median(_timed(lambda: subprocess.run(args, check=True))[1] for _ in range(runs))
+
+    return cpu(decode), cpu(aac)
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """What ours costs beyond the floor, in CPU seconds: the inherent decode and audio encode,
+    and the rest (scaling, splitting, muxing, progress)."""
+
+    decode: float
+    audio: float
+    rest: float
+
+    def ratio_to_reachable(self, ours: float) -> float:
+        """ours / (floor + decode + audio): 1.0 would be a ladder that adds nothing it can avoid."""
+        return ours / (ours - self.rest)
+
+
+def overhead(ours_cpu: float, floor_cpu: float, decode_cpu: float, audio_cpu: float) -> Overhead:
+    return Overhead(decode_cpu, audio_cpu, ours_cpu - floor_cpu - decode_cpu - audio_cpu)
+
+
 def run_seed(source: Path, work: Path) -> tuple[float, float, dict[int, Path]]:
     outputs = {h: work / f"seed_{h}p.mp4" for _, h in SEED_SIZES}
 
@@ -220,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         (root / "seed").mkdir()
         seed_wall, seed_cpu, seed_out = run_seed(source, root / "seed")
         idet_wall, idet_cpu, _ = _timed(lambda: detect_fields(source))
+        decode_cpu, audio_cpu = run_inherent(source)
 
         floor_wall = statistics.median(w for w, _ in times["floor"])
         floor_cpu = statistics.median(c for _, c in times["floor"])
@@ -237,6 +273,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         realtime = f"ours {seconds / ours_wall:.2f}x, floor {seconds / floor_wall:.2f}x"
         print(f"realtime factor (source s / wall s): {realtime}")
         print(f"interlace detection (idet, first frames): {idet_wall:.2f} s wall, {idet_cpu:.2f} s CPU")
+        extra = overhead(ours_cpu, floor_cpu, decode_cpu, audio_cpu)
+        print(
+            f"ours - floor = {ours_cpu - floor_cpu:.1f} s CPU: decoding the source {extra.decode:.1f} s, "
+            f"AAC {extra.audio:.1f} s (neither avoidable), the rest {extra.rest:.1f} s (scaling, muxing); "
+            f"ours/(floor + decode + AAC) {extra.ratio_to_reachable(ours_cpu):.2f}x"
+        )
 
         print(f"\n{'rung':<8}{'size':>11}{'ours SSIM':>11}{'ours MB':>9}{'seed SSIM':>11}{'seed MB':>9}")
         for name, playlist, width, height in rungs:
