@@ -169,17 +169,19 @@ class Overhead:
     """What ours costs beyond the floor, in CPU seconds: the inherent decode and audio encode,
     and the rest (scaling, splitting, muxing, progress)."""
 
+    ours: float
+    floor: float
     decode: float
     audio: float
-    rest: float
 
-    def ratio_to_reachable(self, ours: float) -> float:
-        """ours / (floor + decode + audio): 1.0 would be a ladder that adds nothing it can avoid."""
-        return ours / (ours - self.rest)
+    @property
+    def rest(self) -> float:
+        return self.ours - self.floor - self.decode - self.audio
 
-
-def overhead(ours_cpu: float, floor_cpu: float, decode_cpu: float, audio_cpu: float) -> Overhead:
-    return Overhead(decode_cpu, audio_cpu, ours_cpu - floor_cpu - decode_cpu - audio_cpu)
+    @property
+    def reachable_ratio(self) -> float:
+        """ours / (floor + decode + audio): 1.0 is a ladder that adds nothing it could avoid."""
+        return self.ours / (self.floor + self.decode + self.audio)
 
 
 def run_seed(source: Path, work: Path) -> tuple[float, float, dict[int, Path]]:
@@ -273,11 +275,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         realtime = f"ours {seconds / ours_wall:.2f}x, floor {seconds / floor_wall:.2f}x"
         print(f"realtime factor (source s / wall s): {realtime}")
         print(f"interlace detection (idet, first frames): {idet_wall:.2f} s wall, {idet_cpu:.2f} s CPU")
-        extra = overhead(ours_cpu, floor_cpu, decode_cpu, audio_cpu)
+        extra = Overhead(ours_cpu, floor_cpu, decode_cpu, audio_cpu)
         print(
             f"ours - floor = {ours_cpu - floor_cpu:.1f} s CPU: decoding the source {extra.decode:.1f} s, "
             f"AAC {extra.audio:.1f} s (neither avoidable), the rest {extra.rest:.1f} s (scaling, muxing); "
-            f"ours/(floor + decode + AAC) {extra.ratio_to_reachable(ours_cpu):.2f}x"
+            f"ours/(floor + decode + AAC) {extra.reachable_ratio:.2f}x"
         )
 
         print(f"\n{'rung':<8}{'size':>11}{'ours SSIM':>11}{'ours MB':>9}{'seed SSIM':>11}{'seed MB':>9}")

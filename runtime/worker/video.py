@@ -177,6 +177,7 @@ def probe(path: Path, *, head: bytes | None = None, protocols: str = sandbox.PRO
     if not duration or duration <= 0:
         raise JobFailure(ErrorCode.INPUT_UNREADABLE, "the video's duration cannot be determined (damaged file?)")
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
+    index = int(video.get("index") or 0)
     if width <= 0 or height <= 0:
         raise JobFailure(ErrorCode.INPUT_UNREADABLE, "the video stream has no frame size (damaged file?)")
     return VideoInfo(
@@ -187,14 +188,14 @@ def probe(path: Path, *, head: bytes | None = None, protocols: str = sandbox.PRO
         fps=_frame_rate(video),
         codec=str(video.get("codec_name", "unknown")),
         sar=_ratio(video.get("sample_aspect_ratio")) or Fraction(1),
-        field_order=_field_order(path, video, container, protocols),
+        field_order=_field_order(path, video, container, protocols, index),
         transfer=str(video.get("color_transfer") or "unknown"),
         primaries=str(video.get("color_primaries") or "unknown"),
         matrix=str(video.get("color_space") or "unknown"),
         full_range=video.get("color_range") == "pc" or str(video.get("pix_fmt", "")).startswith("yuvj"),
         pix_fmt=str(video.get("pix_fmt") or "unknown"),
         audio=_audio_tracks([s for s in streams if s.get("codec_type") == "audio"]),
-        stream_index=int(video.get("index") or 0),
+        stream_index=index,
         container=container,
     )
 
@@ -310,7 +311,7 @@ def check_limits(info: VideoInfo, limits: Limits) -> None:
 # --- preparation: interlace, frame rate, dynamic range -----------------------------------------
 
 
-def _field_order(path: Path, video: dict[str, Any], container: MediaFormat, protocols: str) -> str:
+def _field_order(path: Path, video: dict[str, Any], container: MediaFormat, protocols: str, index: int) -> str:
     """The field order the stream declares; a stream that does not say (``unknown``: DV, raw,
     MJPEG...) is measured with ``idet`` over its first :data:`IDET_FRAMES` frames (about 2 s
     of decoding; bench/ladder.py prints what it costs) and called ``tt``/``bb`` when most
@@ -318,9 +319,7 @@ def _field_order(path: Path, video: dict[str, Any], container: MediaFormat, prot
     declared = str(video.get("field_order") or "unknown")
     if declared != "unknown":
         return declared
-    tff, bff, progressive = detect_fields(
-        path, container=container, protocols=protocols, stream_index=int(video.get("index") or 0)
-    )
+    tff, bff, progressive = detect_fields(path, container=container, protocols=protocols, stream_index=index)
     if tff + bff <= progressive:
         return "progressive"
     return "tt" if tff >= bff else "bb"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bench import run as bench_run
-from bench.ladder import Overhead, Spread, overhead, paired_ratios, run_order, spread
+from bench.ladder import Overhead, Spread, paired_ratios, run_order, spread
 
 pytestmark = pytest.mark.unit
 
@@ -35,10 +35,10 @@ def test_given_ratios_when_spread_then_median_and_range() -> None:
 
 
 def test_given_cpu_times_when_the_overhead_is_split_then_the_rest_is_what_ours_could_still_save() -> None:
-    extra = overhead(ours_cpu=19.4, floor_cpu=15.9, decode_cpu=2.8, audio_cpu=0.3)
-    assert extra == Overhead(2.8, 0.3, pytest.approx(0.4))
-    assert extra.ratio_to_reachable(19.4) == pytest.approx(19.4 / 19.0)
-    assert overhead(10.0, 10.0, 0.0, 0.0).ratio_to_reachable(10.0) == 1.0  # ours = floor: nothing to save
+    extra = Overhead(ours=19.4, floor=15.9, decode=2.8, audio=0.3)
+    assert extra.rest == pytest.approx(0.4)
+    assert extra.reachable_ratio == pytest.approx(19.4 / 19.0)
+    assert Overhead(10.0, 10.0, 0.0, 0.0).reachable_ratio == 1.0  # ours = floor: nothing to save
 
 
 def test_given_repeats_when_ordered_then_floor_and_ours_alternate_first() -> None:
